@@ -1,0 +1,131 @@
+"""Plain data passed between the pipeline's stages. No I/O here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedEntry:
+    """One entry as parsed from a feed, before anything is known about it."""
+
+    key: str  # identity key: "id:<guid>", "link:<url>" or "hash:<sha256>"
+    link_key: str | None  # the normalised link, the second identity key
+    title: str  # plain text
+    link: str | None
+    summary: str  # Markdown
+    author: str | None = None
+    published: float | None = None  # Unix time, UTC
+    updated: float | None = None
+    image: str | None = None
+    position: int = 0  # index in the document, 0 = first
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedFeed:
+    title: str | None
+    link: str | None
+    entries: tuple[ParsedEntry, ...]
+    warning: str | None = None  # set when the feed was malformed but still yielded entries
+    version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """What a feed's subscriptions want from the decider."""
+
+    backfill: int = 0
+    max_per_poll: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """What the store already knows about the parsed entries of one feed."""
+
+    first_fetch: bool
+    keys: frozenset[str] = frozenset()
+    link_keys: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The decider's verdict on one poll of one feed."""
+
+    new: tuple[ParsedEntry, ...]  # every entry not seen before (stored), oldest first
+    announce: tuple[ParsedEntry, ...]  # announced one by one, oldest first
+    digest: tuple[ParsedEntry, ...]  # announced together in one digest message, oldest first
+    rekey: tuple[tuple[str, str], ...] = ()  # (link_key, new key): same post, new GUID
+
+
+@dataclass(slots=True)
+class FeedState:
+    """A feed row as the poller needs it."""
+
+    id: int
+    url: str
+    name: str | None = None
+    title: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str | None = None
+    error_count: int = 0
+    first_error_at: float | None = None
+    last_success: float | None = None
+    next_fetch: float = 0.0
+    interval: float | None = None
+    backfill: int = 0
+    max_per_poll: int | None = None
+    has_entries: bool = False
+    paused: bool = False
+
+
+@dataclass(slots=True)
+class StoredEntry:
+    id: int
+    feed_id: int
+    key: str
+    title: str
+    link: str | None
+    summary: str
+    author: str | None
+    published: float | None
+    image: str | None
+    first_seen: float
+    feed_title: str | None = None
+    feed_name: str | None = None
+
+
+@dataclass(slots=True)
+class Subscription:
+    id: int
+    feed_id: int
+    target: str  # "channel:<id>" or "webhook:<ENV_NAME>"
+    guild_id: int | None = None
+    mention_roles: tuple[int, ...] = ()
+    create_thread: bool = False
+    username: str | None = None
+    avatar_url: str | None = None
+    paused: bool = False
+    pause_reason: str | None = None
+    source: str = "config"
+
+    @property
+    def channel_id(self) -> int | None:
+        kind, _, value = self.target.partition(":")
+        return int(value) if kind == "channel" else None
+
+    @property
+    def webhook_env(self) -> str | None:
+        kind, _, value = self.target.partition(":")
+        return value if kind == "webhook" else None
+
+
+@dataclass(slots=True)
+class Delivery:
+    id: int
+    subscription_id: int
+    entry_ids: tuple[int, ...]  # one entry, or several for a digest
+    kind: str  # "entry" or "digest"
+    attempts: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)

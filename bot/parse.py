@@ -1,0 +1,209 @@
+"""Feed bytes to :class:`~bot.models.ParsedFeed`. Pure: no I/O, safe in a worker process.
+
+feedparser is CPU-bound, so the pipeline runs :func:`parse_feed` in a process
+pool; everything it returns is plain, picklable data.
+"""
+
+from __future__ import annotations
+
+import calendar
+import json
+import re
+from typing import Any, Mapping
+from urllib.parse import urljoin
+
+import feedparser
+
+from bot.errors import ParseError
+from bot.identity import entry_key, normalise_link
+from bot.markdown import html_to_markdown, strip_tags
+from bot.models import ParsedEntry, ParsedFeed
+
+# Stored summaries are capped: enough for any embed and for search, bounded for 5 MB entries.
+MAX_SUMMARY_CHARS = 20_000
+_MAX_HTML_CHARS = 400_000
+
+# feedparser resolves relative URIs and sanitizes HTML itself; we do both in bot.markdown.
+feedparser.RESOLVE_RELATIVE_URIS = 0
+feedparser.SANITIZE_HTML = 1
+
+_JSON_START = re.compile(rb"^\s*(\xef\xbb\xbf)?\s*\{")
+
+
+def parse_feed(body: bytes, headers: Mapping[str, str] | None = None, url: str | None = None) -> ParsedFeed:
+    """Parses RSS, Atom, RDF or JSON Feed. Raises ParseError when it is not a feed."""
+    lower = {k.lower(): v for k, v in (headers or {}).items()}
+    ctype = lower.get("content-type", "").lower()
+    if _JSON_START.match(body[:64]) or "json" in ctype:
+        return _parse_json_feed(body, url)
+    try:
+        result = feedparser.parse(body, response_headers=lower or {"content-location": url or ""})
+    except Exception as exc:  # feedparser raises on some malformed input
+        raise ParseError(f"feed could not be parsed: {type(exc).__name__}: {exc}") from None
+    warning = None
+    if result.get("bozo"):
+        exc = result.get("bozo_exception")
+        warning = f"{type(exc).__name__}: {exc}" if exc else "malformed feed"
+        if not result.entries and not result.get("version"):
+            raise ParseError(f"not a feed ({_short(warning)})")
+    if not result.get("version") and not result.entries:
+        raise ParseError("not a feed (no RSS, Atom or JSON Feed found)")
+    feed = result.feed
+    base = feed.get("link") or url
+    entries = []
+    for i, e in enumerate(result.entries):
+        try:
+            entries.append(_entry_from_feedparser(e, i, base))
+        except Exception as exc:  # one odd entry must not lose the others
+            warning = warning or f"entry {i} skipped: {type(exc).__name__}"
+    return ParsedFeed(
+        title=strip_tags(feed.get("title", "")) or None,
+        link=feed.get("link") or None,
+        entries=tuple(entries),
+        warning=warning,
+        version=result.get("version") or None,
+    )
+
+
+def _short(text: str, n: int = 200) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _ts(parsed: Any) -> float | None:
+    if not parsed:
+        return None
+    try:
+        return float(calendar.timegm(parsed))
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _entry_from_feedparser(e: Any, position: int, base: str | None) -> ParsedEntry:
+    link = _first_link(e)
+    title = strip_tags(e.get("title", ""))
+    html = ""
+    content = e.get("content")
+    if content:
+        html = max((c.get("value", "") for c in content), key=len)
+    summary_html = e.get("summary", "")
+    if not html or (summary_html and len(summary_html) >= len(html)):
+        html = summary_html or html
+    html = html[:_MAX_HTML_CHARS]
+    summary, first_img = html_to_markdown(html, link or base)
+    if len(summary) > MAX_SUMMARY_CHARS:
+        summary = summary[:MAX_SUMMARY_CHARS]
+    author = e.get("author") or (e.get("author_detail") or {}).get("name")
+    author = strip_tags(author) if author else None
+    published = _ts(e.get("published_parsed")) or _ts(e.get("updated_parsed"))
+    updated = _ts(e.get("updated_parsed"))
+    date_text = e.get("published") or e.get("updated")
+    return ParsedEntry(
+        key=entry_key(e.get("id"), link, title, date_text, summary),
+        link_key=normalise_link(link),
+        title=title,
+        link=link,
+        summary=summary,
+        author=author or None,
+        published=published,
+        updated=updated,
+        image=_image(e, link or base) or first_img,
+        position=position,
+    )
+
+
+def _first_link(e: Any) -> str | None:
+    link = e.get("link")
+    if not link:
+        for l in e.get("links", []) or []:
+            if l.get("rel", "alternate") == "alternate" and l.get("href"):
+                link = l["href"]
+                break
+    if not link:
+        guid = e.get("id", "")
+        if e.get("guidislink") and guid.startswith(("http://", "https://")):
+            link = guid
+    if link and not re.match(r"^https?://", link, re.I):
+        return None
+    return link.strip() if link else None
+
+
+def _image(e: Any, base: str | None) -> str | None:
+    candidates: list[str] = []
+    for t in e.get("media_thumbnail", []) or []:
+        if t.get("url"):
+            candidates.append(t["url"])
+    for m in e.get("media_content", []) or []:
+        if m.get("url") and (m.get("medium") == "image" or str(m.get("type", "")).startswith("image/")):
+            candidates.append(m["url"])
+    for l in e.get("enclosures", []) or []:
+        if str(l.get("type", "")).startswith("image/") and l.get("href"):
+            candidates.append(l["href"])
+    for url in candidates:
+        resolved = urljoin(base, url) if base else url
+        if re.match(r"^https?://", resolved, re.I):
+            return resolved
+    return None
+
+
+def _parse_json_feed(body: bytes, url: str | None) -> ParsedFeed:
+    try:
+        data = json.loads(body.decode("utf-8-sig"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ParseError(f"not a feed (invalid JSON: {exc})") from None
+    if not isinstance(data, dict) or not str(data.get("version", "")).startswith("https://jsonfeed.org/version/"):
+        raise ParseError("not a feed (JSON without a JSON Feed version)")
+    items = data.get("items")
+    if not isinstance(items, list):
+        raise ParseError("not a feed (JSON Feed without items)")
+    base = data.get("home_page_url") if isinstance(data.get("home_page_url"), str) else url
+    entries = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            continue
+        link = item.get("url") if isinstance(item.get("url"), str) else None
+        if link and not re.match(r"^https?://", link, re.I):
+            link = urljoin(base, link) if base else None
+        title = strip_tags(str(item.get("title") or ""))
+        raw = item.get("content_html") or item.get("summary") or ""
+        if isinstance(raw, str) and raw and not item.get("content_html"):
+            raw = raw.replace("&", "&amp;").replace("<", "&lt;")
+        if not raw and isinstance(item.get("content_text"), str):
+            raw = item["content_text"].replace("&", "&amp;").replace("<", "&lt;").replace("\n", "<br>")
+        summary, first_img = html_to_markdown(str(raw)[:_MAX_HTML_CHARS], link or base)
+        summary = summary[:MAX_SUMMARY_CHARS]
+        authors = item.get("authors") or ([item["author"]] if isinstance(item.get("author"), dict) else [])
+        author = None
+        if authors and isinstance(authors[0], dict):
+            author = strip_tags(str(authors[0].get("name") or "")) or None
+        published = _iso_ts(item.get("date_published"))
+        updated = _iso_ts(item.get("date_modified"))
+        image = item.get("image") or item.get("banner_image")
+        image = image if isinstance(image, str) and re.match(r"^https?://", image, re.I) else None
+        guid = item.get("id")
+        entries.append(
+            ParsedEntry(
+                key=entry_key(str(guid) if guid is not None else None, link, title, item.get("date_published"), summary),
+                link_key=normalise_link(link),
+                title=title,
+                link=link,
+                summary=summary,
+                author=author,
+                published=published or updated,
+                updated=updated,
+                image=image or first_img,
+                position=i,
+            )
+        )
+    return ParsedFeed(
+        title=strip_tags(str(data.get("title") or "")) or None,
+        link=base,
+        entries=tuple(entries),
+        version="json" + str(data.get("version", "")).rsplit("/", 1)[-1],
+    )
+
+
+def _iso_ts(value: Any) -> float | None:
+    if not isinstance(value, str):
+        return None
+    parsed = feedparser._parse_date(value)  # feedparser's date parser handles RFC 3339 and friends
+    return _ts(parsed)

@@ -1,0 +1,318 @@
+"""SQLite storage: the embedded default. One connection, in WAL mode, on its own thread."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable, Sequence, TypeVar
+
+from bot.errors import StorageError
+from bot.storage.base import SearchHit, SearchPage
+from bot.storage.db import Row
+from bot.storage.sql import _ENTRY_COLS, _FEED_NAME, SqlStorage, _entry
+from bot.storage.search import fts5_query
+
+T = TypeVar("T")
+
+MIGRATIONS: list[str] = [
+    # 1: the initial schema
+    """
+    CREATE TABLE feeds (
+        id INTEGER PRIMARY KEY,
+        url TEXT NOT NULL UNIQUE,
+        name TEXT,
+        title TEXT,
+        link TEXT,
+        source TEXT NOT NULL DEFAULT 'discord',
+        paused INTEGER NOT NULL DEFAULT 0,
+        pause_reason TEXT,
+        interval REAL,
+        backfill INTEGER NOT NULL DEFAULT 0,
+        max_per_poll INTEGER,
+        etag TEXT,
+        last_modified TEXT,
+        body_hash TEXT,
+        last_fetch REAL,
+        last_success REAL,
+        last_error TEXT,
+        last_status INTEGER,
+        error_count INTEGER NOT NULL DEFAULT 0,
+        first_error_at REAL,
+        next_fetch REAL NOT NULL DEFAULT 0,
+        lease_until REAL NOT NULL DEFAULT 0,
+        created REAL NOT NULL
+    );
+    CREATE INDEX feeds_due ON feeds (paused, next_fetch);
+    CREATE TABLE subscriptions (
+        id INTEGER PRIMARY KEY,
+        feed_id INTEGER NOT NULL REFERENCES feeds (id) ON DELETE CASCADE,
+        target TEXT NOT NULL,
+        guild_id INTEGER,
+        name TEXT,
+        source TEXT NOT NULL DEFAULT 'discord',
+        active INTEGER NOT NULL DEFAULT 1,
+        paused INTEGER NOT NULL DEFAULT 0,
+        pause_reason TEXT,
+        options TEXT NOT NULL DEFAULT '{}',
+        created REAL NOT NULL,
+        UNIQUE (feed_id, target)
+    );
+    CREATE INDEX subscriptions_guild ON subscriptions (guild_id, feed_id);
+    CREATE INDEX subscriptions_target ON subscriptions (target);
+    CREATE TABLE entries (
+        id INTEGER PRIMARY KEY,
+        feed_id INTEGER NOT NULL REFERENCES feeds (id) ON DELETE CASCADE,
+        key TEXT NOT NULL,
+        link_key TEXT,
+        title TEXT NOT NULL,
+        link TEXT,
+        summary TEXT NOT NULL,
+        author TEXT,
+        published REAL,
+        updated REAL,
+        image TEXT,
+        first_seen REAL NOT NULL,
+        UNIQUE (feed_id, key)
+    );
+    CREATE INDEX entries_link ON entries (feed_id, link_key);
+    CREATE INDEX entries_recent ON entries (feed_id, published);
+    CREATE TABLE deliveries (
+        id INTEGER PRIMARY KEY,
+        subscription_id INTEGER NOT NULL REFERENCES subscriptions (id) ON DELETE CASCADE,
+        target TEXT NOT NULL,
+        entry_id INTEGER REFERENCES entries (id) ON DELETE CASCADE,
+        kind TEXT NOT NULL DEFAULT 'entry',
+        entry_ids TEXT,
+        state TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt REAL NOT NULL DEFAULT 0,
+        lease_until REAL NOT NULL DEFAULT 0,
+        message_id TEXT,
+        error TEXT,
+        created REAL NOT NULL,
+        sent_at REAL,
+        UNIQUE (subscription_id, entry_id)
+    );
+    CREATE INDEX deliveries_outbox ON deliveries (target, state, id);
+    CREATE INDEX deliveries_state ON deliveries (state);
+    CREATE VIRTUAL TABLE entries_fts USING fts5 (
+        title, summary, content = 'entries', content_rowid = 'id',
+        tokenize = 'porter unicode61 remove_diacritics 2'
+    );
+    CREATE TRIGGER entries_fts_insert AFTER INSERT ON entries BEGIN
+        INSERT INTO entries_fts (rowid, title, summary) VALUES (new.id, new.title, new.summary);
+    END;
+    CREATE TRIGGER entries_fts_delete AFTER DELETE ON entries BEGIN
+        INSERT INTO entries_fts (entries_fts, rowid, title, summary) VALUES ('delete', old.id, old.title, old.summary);
+    END;
+    CREATE TRIGGER entries_fts_update AFTER UPDATE OF title, summary ON entries BEGIN
+        INSERT INTO entries_fts (entries_fts, rowid, title, summary) VALUES ('delete', old.id, old.title, old.summary);
+        INSERT INTO entries_fts (rowid, title, summary) VALUES (new.id, new.title, new.summary);
+    END;
+    CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
+]
+
+_TITLE_WEIGHT = 8.0
+
+
+class SQLiteDB:
+    """The async adapter: every call runs on one dedicated thread that owns the connection."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._lock = asyncio.Lock()
+        self._tx_owner: asyncio.Task[Any] | None = None
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        assert self._executor is not None, "database is closed"
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    def _connect(self) -> None:
+        if self.path != ":memory:":
+            parent = Path(self.path).parent
+            if not parent.exists():
+                raise StorageError(f"cannot open database {self.path}: folder {parent} does not exist")
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA busy_timeout = 30000")
+            conn.execute("PRAGMA cache_size = -32000")
+            integrity = conn.execute("PRAGMA quick_check").fetchone()
+            if integrity and integrity[0] != "ok":
+                raise StorageError(f"database {self.path} is corrupted ({integrity[0]}); restore a backup or move it away")
+            self._conn = conn
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"cannot open database {self.path}: {exc}") from None
+
+    def _migrate(self) -> None:
+        assert self._conn is not None
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise StorageError(
+                f"database {self.path} has schema version {version}, newer than this Herald knows ({len(MIGRATIONS)}); upgrade Herald"
+            )
+        for i in range(version, len(MIGRATIONS)):
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for stmt in _split_sql(MIGRATIONS[i]):
+                    self._conn.execute(stmt)
+                self._conn.execute(f"PRAGMA user_version = {i + 1}")
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    async def open(self) -> None:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="herald-sqlite")
+            try:
+                await self._run(self._connect)
+            except BaseException:
+                self._executor.shutdown(wait=False)
+                self._executor = None
+                raise
+
+    async def close(self) -> None:
+        if self._executor is None:
+            return
+        if self._conn is not None:
+            conn = self._conn
+            self._conn = None
+
+            def _close() -> None:
+                try:
+                    conn.execute("PRAGMA optimize")
+                except sqlite3.Error:
+                    pass
+                conn.close()
+
+            await self._run(_close)
+        self._executor.shutdown(wait=True)
+        self._executor = None
+
+    # --- statement helpers (run on the database thread) ---
+
+    def _wrap(self, fn: Callable[[], T]) -> T:
+        if self._conn is None:
+            raise StorageError("database is closed")
+        try:
+            return fn()
+        except sqlite3.OperationalError as exc:
+            raise StorageError(f"database error: {exc}") from exc
+
+    async def _guarded(self, fn: Callable[[], T]) -> T:
+        if self._tx_owner is not None and self._tx_owner is asyncio.current_task():
+            return await self._run(self._wrap, fn)
+        async with self._lock:
+            return await self._run(self._wrap, fn)
+
+    async def fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        return await self._guarded(lambda: self._conn.execute(sql, args).fetchall())  # type: ignore[union-attr]
+
+    async def fetchone(self, sql: str, args: Sequence[Any] = ()) -> Row | None:
+        return await self._guarded(lambda: self._conn.execute(sql, args).fetchone())  # type: ignore[union-attr]
+
+    async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        return await self._guarded(lambda: self._conn.execute(sql, args).rowcount)  # type: ignore[union-attr]
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            await self._guarded(lambda: self._conn.executemany(sql, rows))  # type: ignore[union-attr]
+
+    async def insert_many_returning(self, sql: str, rows: Sequence[Sequence[Any]]) -> list[Any]:
+        def run() -> list[Any]:
+            out = []
+            for r in rows:
+                got = self._conn.execute(sql, r).fetchone()  # type: ignore[union-attr]
+                out.append(got[0] if got else None)
+            return out
+
+        return await self._guarded(run)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator["SQLiteDB"]:
+        async with self._lock:
+            self._tx_owner = asyncio.current_task()
+            try:
+                await self._run(self._wrap, lambda: self._conn.execute("BEGIN IMMEDIATE"))  # type: ignore[union-attr]
+                try:
+                    yield self
+                except BaseException:
+                    await asyncio.shield(self._run(self._rollback))
+                    raise
+                else:
+                    await self._run(self._wrap, lambda: self._conn.execute("COMMIT"))  # type: ignore[union-attr]
+            finally:
+                self._tx_owner = None
+
+    def _rollback(self) -> None:
+        if self._conn is not None and self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
+
+
+def _split_sql(script: str) -> list[str]:
+    """Splits a migration into statements, keeping trigger bodies whole."""
+    out, buf, depth = [], [], 0
+    for line in script.splitlines():
+        stripped = line.strip()
+        if not stripped:
+            continue
+        buf.append(line)
+        if re.search(r"\bBEGIN\s*$", stripped, re.I):
+            depth += 1
+        if re.match(r"^END\s*;\s*$", stripped, re.I):
+            depth -= 1
+        if stripped.endswith(";") and depth == 0:
+            out.append("\n".join(buf).rstrip().rstrip(";"))
+            buf = []
+    if buf and "".join(buf).strip():
+        out.append("\n".join(buf))
+    return out
+
+
+class SQLiteStorage(SqlStorage):
+    def __init__(self, path: str) -> None:
+        super().__init__(SQLiteDB(path))
+
+    async def search(
+        self, query: str, *, guild_id: int | None = None, feed_id: int | None = None, since: float | None = None,
+        limit: int = 5, offset: int = 0,
+    ) -> SearchPage:
+        match = fts5_query(query)
+        if match is None:
+            return SearchPage(0, [])
+        where, args = self._guild_scope(guild_id, feed_id)
+        if since is not None:
+            where += " AND COALESCE(e.published, e.first_seen) >= ?"
+            args.append(since)
+        base = f"FROM entries_fts JOIN entries e ON e.id = entries_fts.rowid WHERE entries_fts MATCH ? AND {where}"
+        total_row = await self.db.fetchone(f"SELECT COUNT(*) {base}", (match, *args))
+        total = int(total_row[0]) if total_row else 0
+        if total == 0:
+            return SearchPage(0, [])
+        rows = await self.db.fetchall(
+            f"SELECT {_ENTRY_COLS}, f.title, {_FEED_NAME}, bm25(entries_fts, {_TITLE_WEIGHT}, 1.0) AS rank,"
+            " snippet(entries_fts, 1, '**', '**', '…', 24), highlight(entries_fts, 0, '**', '**')"
+            f" {base.replace('JOIN entries e ON e.id = entries_fts.rowid', 'JOIN entries e ON e.id = entries_fts.rowid JOIN feeds f ON f.id = e.feed_id')}"
+            " ORDER BY rank, COALESCE(e.published, e.first_seen) DESC, e.id DESC LIMIT ? OFFSET ?",
+            (match, *args, limit, offset),
+        )
+        hits = [SearchHit(entry=_entry(r, r[10], r[11]), feed_name=r[11], snippet=r[13] or "", rank=float(r[12]))
+                for r in rows]
+        return SearchPage(total, hits)
+
+
