@@ -26,7 +26,7 @@ class PollOutcome:
     error: str | None = None
     decision: Decision | None = None
     new_url: str | None = None  # after a permanent redirect
-    gone: bool = False  # 410: retire the feed
+    pause_reason: str | None = None  # pause the feed (410 Gone, failing for too long)
 
 
 @dataclass(slots=True)

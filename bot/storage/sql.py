@@ -344,10 +344,11 @@ class SqlStorage:
                 "UPDATE feeds SET last_fetch = ?, last_error = ?, last_status = ?, error_count = error_count + 1,"
                 " first_error_at = COALESCE(first_error_at, ?), next_fetch = ?, lease_until = 0,"
                 " paused = CASE WHEN ? = 1 THEN 1 ELSE paused END,"
-                " pause_reason = CASE WHEN ? = 1 THEN ? ELSE pause_reason END WHERE id = ?",
-                (o.now, o.error, o.http_status, o.now, o.next_fetch, int(o.gone), int(o.gone),
-                 f"gone: {o.error}" if o.gone else None, o.feed_id),
+                " pause_reason = COALESCE(?, pause_reason) WHERE id = ?",
+                (o.now, o.error, o.http_status, o.now, o.next_fetch, int(o.pause_reason is not None),
+                 o.pause_reason, o.feed_id),
             )
+            res.paused = o.pause_reason is not None
             return res
         await tx.execute(
             "UPDATE feeds SET last_fetch = ?, last_success = ?, last_error = NULL, last_status = ?, error_count = 0,"
