@@ -13,6 +13,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import unquote
 
 from bot.errors import ConfigError
 
@@ -288,9 +289,24 @@ def _listen(value: Any) -> str:
 
 def _feed_url(value: Any) -> str:
     text = _nonempty_str(value)
-    if not re.match(r"^(https?|file)://", text, re.I):
-        raise ValueError("expected an http(s):// or file:// URL")
+    if not re.match(r"^(https?://|file:)", text, re.I):
+        raise ValueError("expected an http(s):// or file: URL")
     return text
+
+
+def _resolve_file_url(url: str, base: Path) -> str:
+    """``file:relative/path`` is relative to the config file's folder."""
+    if not url.lower().startswith("file:"):
+        return url
+    rest = url[5:]
+    if rest.startswith("//"):
+        rest = rest[2:]
+        if not rest.startswith("/"):  # file://host/path is not supported; treat as relative
+            rest = "./" + rest
+    path = Path(unquote(rest))
+    if not path.is_absolute():
+        path = (base / path).resolve()
+    return path.as_uri()
 
 
 _DISCORD = {
@@ -380,6 +396,7 @@ def config_from_dict(data: dict[str, Any], path: Path | None = None) -> Config:
             if name.lower() in seen_names:
                 check.problems.append(f"{where}.name: {name!r} is already used by feeds[{seen_names[name.lower()]}]")
             seen_names[name.lower()] = i
+        values["url"] = _resolve_file_url(values["url"], path.parent if path else Path.cwd())
         feeds.append(FeedConfig(**values))
 
     if check.problems:

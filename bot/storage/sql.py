@@ -283,7 +283,8 @@ class SqlStorage:
 
     # --- polling ----------------------------------------------------------------------------
 
-    async def claim_due_feeds(self, now: float, limit: int, lease: float) -> list[FeedState]:
+    async def claim_due_feeds(self, now: float, limit: int, lease: float, due_by: float | None = None) -> list[FeedState]:
+        """Leases up to ``limit`` unpaused feeds whose next fetch is at or before ``due_by`` (default: now)."""
         lock = " FOR UPDATE SKIP LOCKED" if self.db.dialect == "postgres" else ""
         async with self.db.transaction() as tx:
             rows = await tx.fetchall(
@@ -292,7 +293,7 @@ class SqlStorage:
                 " WHERE f.paused = 0 AND f.next_fetch <= ? AND f.lease_until <= ?"
                 " AND EXISTS (SELECT 1 FROM subscriptions s WHERE s.feed_id = f.id AND s.active = 1 AND s.paused = 0)"
                 f" ORDER BY f.next_fetch, f.id LIMIT ?{lock}",
-                (now, now, limit),
+                (now if due_by is None else min(due_by, 1e300), now, limit),
             )
             if not rows:
                 return []
@@ -434,10 +435,11 @@ class SqlStorage:
             ids = json.loads(entry_ids) if kind == "digest" else [entry_id]
             feed = await tx.fetchone(f"SELECT f.title, {_FEED_NAME} FROM feeds f WHERE f.id = ?", (sub.feed_id,))
             feed_title = (feed[0] or feed[1]) if feed else None
+            feed_name = feed[1] if feed else None
             entry_rows = await tx.fetchall(
                 f"SELECT {_ENTRY_COLS} FROM entries e WHERE {self._in_list('e.id')}", (self._list_param(ids),)
             )
-        by_id = {r[0]: _entry(r, feed_title) for r in entry_rows}
+        by_id = {r[0]: _entry(r, feed_title, feed_name) for r in entry_rows}
         entries = [by_id[i] for i in ids if i in by_id]
         delivery = Delivery(id=did, subscription_id=sub_id, entry_ids=tuple(ids), kind=kind, attempts=attempts + 1)
         return ClaimedDelivery(delivery, sub, entries, feed_title)

@@ -1,0 +1,114 @@
+"""Wires the pipeline together: storage, fetcher, parser pool, poller and delivery worker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Awaitable, Callable
+
+from bot.config import Config
+from bot.deliver import DeliveryWorker, Sink
+from bot.fetch import Fetcher
+from bot.models import FeedState
+from bot.pipeline import ParsePool, Poller, PollStats
+from bot.storage import open_storage
+from bot.storage.base import Storage
+
+log = logging.getLogger("herald")
+
+
+class Herald:
+    """The core service, independent of Discord: poll feeds, store entries, deliver to a sink."""
+
+    def __init__(
+        self, config: Config, sink: Sink, *, storage: Storage | None = None, clock: Callable[[], float] = time.time,
+        parse_inline: bool = False, metrics: object | None = None,
+    ) -> None:
+        self.config = config
+        self.sink = sink
+        self.clock = clock
+        self.metrics = metrics
+        self.storage = storage or open_storage(config.storage_url())
+        p = config.polling
+        self.fetcher = Fetcher(timeout=p.timeout, max_bytes=p.max_bytes, concurrency=p.concurrency, per_host=p.per_host,
+                               allow_private=p.allow_private)
+        self.parser = ParsePool(p.parse_workers, inline=parse_inline)
+        self.worker = DeliveryWorker(self.storage, sink, clock=clock, metrics=metrics,
+                                     on_target_broken=self._target_broken)
+        self.poller = Poller(self.storage, self.fetcher, config, self.parser, clock=clock,
+                             on_stored=lambda _res: self.worker.wake(), on_paused=self._feed_paused, metrics=metrics)
+        self.alert: Callable[[str, int | None, str], Awaitable[None]] | None = None
+        self._opened = False
+
+    async def open(self) -> None:
+        await self.storage.open()
+        self._opened = True
+        await self.storage.sync_config_feeds(self.config.feeds, self.clock())
+
+    async def close(self) -> None:
+        await self.fetcher.close()
+        self.parser.close()
+        if self._opened:
+            await self.storage.close()
+            self._opened = False
+
+    async def __aenter__(self) -> "Herald":
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def run_once(self) -> tuple[PollStats, int]:
+        """One poll cycle over every due feed, then deliver everything that is due."""
+        stats = await self.poller.poll_due(everything=True)
+        sent = await self.worker.deliver_due()
+        return stats, sent
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Polls and delivers until ``stop`` is set, then lets in-flight deliveries finish."""
+        tasks = [
+            asyncio.create_task(self._supervise("poller", self.poller.run, stop)),
+            asyncio.create_task(self._supervise("delivery", self.worker.run, stop)),
+        ]
+        try:
+            await stop.wait()
+        finally:
+            self.poller.wake()
+            self.worker.wake()
+            await self.worker.stop(timeout=5.0)
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _supervise(self, name: str, fn: Callable[[asyncio.Event], Awaitable[None]], stop: asyncio.Event) -> None:
+        """Restarts a loop that crashed, with a growing pause, so one bug cannot stop Herald."""
+        delay = 1.0
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                await fn(stop)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("the %s loop crashed; restarting in %.0fs", name, delay)
+            if time.monotonic() - started > 60:
+                delay = 1.0
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+            except asyncio.TimeoutError:
+                pass
+            delay = min(delay * 2, 60.0)
+
+    async def _feed_paused(self, feed: FeedState, reason: str) -> None:
+        log.error("feed %s paused: %s", feed.url, reason, extra={"feed": feed.name or feed.url})
+        if self.alert is not None:
+            text = (f"Feed **{feed.name or feed.title or feed.url}** was paused: {reason}\n"
+                    f"Resume it with `/feed resume` or `herald feeds resume {feed.name or feed.url}`.")
+            await self.alert("feed", feed.id, text)
+
+    async def _target_broken(self, target: str, reason: str) -> None:
+        if self.alert is not None:
+            await self.alert("target", None, f"Stopped announcing into {target}: {reason}")

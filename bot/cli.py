@@ -1,0 +1,307 @@
+"""The ``herald`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+import time
+from datetime import datetime, timezone
+from typing import Any, Sequence
+
+from bot import __version__
+from bot.config import Config, load_config, parse_duration
+from bot.errors import ConfigError, FeedError, HeraldError, StorageError, UnsafeURL
+from bot.logs import setup_logging
+
+log = logging.getLogger("herald")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="herald", description="Announce RSS, Atom and JSON feed entries into Discord.")
+    p.add_argument("--version", action="version", version=f"herald {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--config", "-c", metavar="PATH", help="config file (default: herald.toml, or $HERALD_CONFIG)")
+        sp.add_argument("--log-level", metavar="LEVEL", help="debug, info, warning or error (default from config: info)")
+        sp.add_argument("--log-format", choices=["text", "json"], help="log format (default from config: text)")
+
+    run = sub.add_parser("run", help="poll feeds and announce new entries")
+    common(run)
+    run.add_argument("--dry-run", action="store_true", help="print announcements to stdout instead of sending them")
+    run.add_argument("--once", action="store_true", help="run one poll cycle, deliver what is due, and exit")
+    run.add_argument("--json", action="store_true", help="with --dry-run: one JSON line per announcement")
+
+    check = sub.add_parser("check", help="validate the config and list its feeds")
+    common(check)
+
+    preview = sub.add_parser("preview", help="fetch one feed and show how its newest entries would be announced")
+    common(preview)
+    preview.add_argument("url")
+    preview.add_argument("--limit", type=int, default=3, metavar="N", help="how many entries (default 3)")
+    preview.add_argument("--json", action="store_true", help="print the message payloads as JSON lines")
+
+    search = sub.add_parser("search", help="search stored posts")
+    common(search)
+    search.add_argument("query")
+    search.add_argument("--feed", metavar="NAME")
+    search.add_argument("--since", metavar="WHEN", help='a date (2026-01-31) or an age ("7d")')
+    search.add_argument("--limit", type=int, default=10)
+    search.add_argument("--json", action="store_true")
+
+    feeds = sub.add_parser("feeds", help="list, pause or resume feeds")
+    feeds_sub = feeds.add_subparsers(dest="feeds_command", metavar="ACTION")
+    for name, helptext in (("list", "list feeds and their state"), ("pause", "stop polling a feed"),
+                           ("resume", "poll a paused feed again")):
+        sp = feeds_sub.add_parser(name, help=helptext)
+        common(sp)
+        if name != "list":
+            sp.add_argument("feed", help="the feed's name or URL")
+        else:
+            sp.add_argument("--json", action="store_true")
+
+    doctor = sub.add_parser("doctor", help="check config, storage, feeds and Discord access, and say how to fix problems")
+    common(doctor)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    if args.command == "feeds" and not args.feeds_command:
+        parser.parse_args(["feeds", "--help"])
+    try:
+        if args.command == "preview":
+            config = _load_optional(args.config)
+        else:
+            config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"herald: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(args.log_level or config.logging.level, args.log_format or config.logging.format)
+    try:
+        if args.command == "run":
+            return _run(config, args)
+        if args.command == "check":
+            return _check(config)
+        if args.command == "preview":
+            return asyncio.run(_preview(config, args))
+        if args.command == "search":
+            return asyncio.run(_search(config, args))
+        if args.command == "feeds":
+            return asyncio.run(_feeds(config, args))
+        if args.command == "doctor":
+            from bot.doctor import run_doctor
+
+            return asyncio.run(run_doctor(config))
+    except KeyboardInterrupt:
+        return 130
+    except HeraldError as exc:
+        print(f"herald: {exc}", file=sys.stderr)
+        return 1
+    return 2
+
+
+def _load_optional(path: str | None) -> Config:
+    if path is None:
+        try:
+            return load_config(None)
+        except ConfigError:
+            return Config()
+    return load_config(path)
+
+
+def _run(config: Config, args: argparse.Namespace) -> int:
+    if args.json and not args.dry_run:
+        print("herald: --json goes with --dry-run", file=sys.stderr)
+        return 2
+    if not args.dry_run:
+        from bot.discord_bot import run_discord
+
+        return run_discord(config, once=args.once)
+    return asyncio.run(_dry_run(config, once=args.once, as_json=args.json))
+
+
+async def _dry_run(config: Config, *, once: bool, as_json: bool) -> int:
+    from bot.app import Herald
+    from bot.deliver import ConsoleSink
+
+    sink = ConsoleSink(sys.stdout, as_json=as_json)
+    async with Herald(config, sink) as herald:
+        if once:
+            started = time.perf_counter()
+            stats, sent = await herald.run_once()
+            log.info("cycle done in %.2fs: %d feeds polled (%d new bodies, %d not modified, %d unchanged, %d errors),"
+                     " %d entries stored, %d announcements printed", time.perf_counter() - started, stats.polled,
+                     stats.parsed, stats.not_modified, stats.unchanged, stats.errors, stats.stored, sent)
+            return 0
+        stop = asyncio.Event()
+        _install_signal_handlers(stop)
+        await herald.run(stop)
+    return 0
+
+
+def _install_signal_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
+            pass
+
+
+def _check(config: Config) -> int:
+    print(f"config OK: {config.path}")
+    print(f"storage: {config.storage_url()}")
+    print(f"polling: every {config.polling.interval:g}s, timeout {config.polling.timeout:g}s, "
+          f"max {config.polling.max_bytes} bytes, {config.polling.concurrency} at once")
+    token = config.discord.token()
+    print(f"token: ${config.discord.token_env} is {'set' if token else 'NOT set (needed unless --dry-run)'}")
+    print(f"{len(config.feeds)} feed(s):")
+    for i, f in enumerate(config.feeds):
+        targets = [f"channel {c}" for c in f.channels] + [f"webhook ${w}" for w in f.webhooks]
+        extra = f", backfill {f.backfill}" if f.backfill else ""
+        print(f"  [{i}] {f.name or '(feed title)'}: {f.url} -> {', '.join(targets)}{extra}")
+    return 0
+
+
+async def _preview(config: Config, args: argparse.Namespace) -> int:
+    from bot.fetch import Fetcher
+    from bot.models import StoredEntry
+    from bot.pipeline import ParsePool
+    from bot.render import render_entry
+
+    p = config.polling
+    parser = ParsePool(1, inline=True)
+    try:
+        async with Fetcher(timeout=p.timeout, max_bytes=p.max_bytes, allow_private=True) as fetcher:
+            result = await fetcher.fetch(args.url, guarded=False, allow_file=True)
+        parsed = await parser.parse(result.body, result.headers, result.url)
+    except (FeedError, UnsafeURL) as exc:
+        print(f"herald: {args.url}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        parser.close()
+    from bot.decide import chronological
+
+    now = time.time()
+    newest = chronological(list(parsed.entries), now)[-max(0, args.limit):] if args.limit > 0 else []
+    if not args.json:
+        print(f"{parsed.title or args.url}: {len(parsed.entries)} entries; the newest {len(newest)} as announced:\n")
+    for i, e in enumerate(newest):
+        stored = StoredEntry(id=i, feed_id=0, key=e.key, title=e.title, link=e.link, summary=e.summary, author=e.author,
+                             published=e.published, image=e.image, first_seen=now)
+        payload = render_entry(stored, parsed.title)
+        if args.json:
+            print(json.dumps({"feed": parsed.title, "entry_id": e.key.split(":", 1)[1], "payload": payload},
+                             ensure_ascii=False))
+        else:
+            from bot.deliver import _human
+            from bot.storage.base import ClaimedDelivery
+            from bot.models import Delivery, Subscription
+
+            claimed = ClaimedDelivery(Delivery(0, 0, (i,), "entry"), Subscription(0, 0, "preview"), [stored], parsed.title)
+            print(_human(claimed, payload))
+    return 0
+
+
+def parse_since(text: str | None, now: float) -> float | None:
+    """``7d``/``12h`` ago, or an ISO date. Raises ValueError with a readable message."""
+    if not text:
+        return None
+    text = text.strip()
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is neither a date (2026-01-31) nor an age (7d, 12h)") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+async def _open_storage(config: Config) -> Any:
+    from bot.storage import open_storage
+
+    storage = open_storage(config.storage_url())
+    await storage.open()
+    return storage
+
+
+async def _search(config: Config, args: argparse.Namespace) -> int:
+    try:
+        since = parse_since(args.since, time.time())
+    except ValueError as exc:
+        print(f"herald: --since: {exc}", file=sys.stderr)
+        return 2
+    storage = await _open_storage(config)
+    try:
+        feed_id = None
+        if args.feed:
+            info = await storage.find_feed(args.feed)
+            if info is None:
+                print(f"herald: no feed named {args.feed!r}", file=sys.stderr)
+                return 1
+            feed_id = info.id
+        page = await storage.search(args.query, feed_id=feed_id, since=since, limit=max(1, args.limit))
+    finally:
+        await storage.close()
+    if args.json:
+        for h in page.hits:
+            print(json.dumps({"title": h.entry.title, "link": h.entry.link, "feed": h.feed_name,
+                              "published": h.entry.published, "snippet": h.snippet}, ensure_ascii=False))
+        return 0
+    if not page.total:
+        print("no results")
+        return 0
+    print(f"{page.total} result(s)")
+    for h in page.hits:
+        when = _date(h.entry.published or h.entry.first_seen)
+        print(f"- {h.entry.title} [{h.feed_name}, {when}]\n  {h.entry.link or ''}\n  {h.snippet}")
+    return 0
+
+
+def _date(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d") if ts else "?"
+
+
+async def _feeds(config: Config, args: argparse.Namespace) -> int:
+    storage = await _open_storage(config)
+    try:
+        await storage.sync_config_feeds(config.feeds, time.time())
+        if args.feeds_command == "list":
+            feeds = await storage.list_feeds()
+            if getattr(args, "json", False):
+                for f in feeds:
+                    print(json.dumps({"id": f.id, "name": f.name, "url": f.url, "source": f.source, "paused": f.paused,
+                                      "pause_reason": f.pause_reason, "targets": f.targets, "entries": f.entries,
+                                      "last_success": f.last_success, "last_error": f.last_error,
+                                      "pending": f.pending, "failed": f.failed}))
+                return 0
+            if not feeds:
+                print("no feeds")
+            for f in feeds:
+                state = f"paused ({f.pause_reason})" if f.paused else ("failing: " + f.last_error if f.last_error else "ok")
+                print(f"- {f.name} [{f.source}] {f.url}\n  {state}; {f.entries} entries; last success "
+                      f"{_date(f.last_success)}; {f.pending} pending, {f.failed} failed; -> {', '.join(f.targets)}")
+            return 0
+        info = await storage.find_feed(args.feed)
+        if info is None:
+            print(f"herald: no feed named {args.feed!r}", file=sys.stderr)
+            return 1
+        paused = args.feeds_command == "pause"
+        await storage.set_paused(info.id, paused, "paused from the command line" if paused else None)
+        print(f"{info.name}: {'paused' if paused else 'resumed'}")
+        return 0
+    finally:
+        await storage.close()

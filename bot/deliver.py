@@ -1,0 +1,236 @@
+"""The delivery half of the pipeline: render → deliver, from the outbox in storage.
+
+Rows in ``deliveries`` are written with the entries (see SqlStorage.apply_polls).
+A worker per target sends them oldest first, and marks one delivered only
+after the sink confirmed it. A crash between send and record resends with the
+same nonce, which Discord deduplicates (``enforce_nonce``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import sys
+import time
+from typing import Any, Awaitable, Callable, Protocol, TextIO
+
+from bot.errors import PermanentDeliveryError, StorageError, TransientDeliveryError
+from bot.limits import NONCE_LENGTH
+from bot.render import render_digest, render_entry
+from bot.schedule import delivery_backoff
+from bot.storage.base import ClaimedDelivery, Storage
+
+log = logging.getLogger("herald.deliver")
+
+
+def nonce_for(target: str, kind: str, entry_ids: tuple[int, ...]) -> str:
+    """A stable nonce for one announcement in one target (≤ 25 characters)."""
+    digest = hashlib.sha256(f"{target}|{kind}|{','.join(map(str, entry_ids))}".encode()).hexdigest()
+    return digest[:NONCE_LENGTH]
+
+
+def render_claimed(claimed: ClaimedDelivery) -> dict[str, Any]:
+    if claimed.delivery.kind == "digest":
+        return render_digest(claimed.entries, claimed.feed_title, claimed.subscription)
+    return render_entry(claimed.entries[0], claimed.feed_title, claimed.subscription)
+
+
+class Sink(Protocol):
+    async def send(self, claimed: ClaimedDelivery, payload: dict[str, Any], nonce: str) -> str | None:
+        """Delivers one message; returns its id. Raises TransientDeliveryError or PermanentDeliveryError."""
+        ...
+
+
+class ConsoleSink:
+    """``--dry-run``: prints announcements instead of sending them."""
+
+    def __init__(self, out: TextIO | None = None, *, as_json: bool = False) -> None:
+        self.out = out or sys.stdout
+        self.as_json = as_json
+        self.count = 0
+
+    async def send(self, claimed: ClaimedDelivery, payload: dict[str, Any], nonce: str) -> str | None:
+        sub = claimed.subscription
+        self.count += 1
+        entry_id = ",".join(_plain_key(e.key) for e in claimed.entries) if claimed.delivery.kind == "entry" \
+            else "digest:" + ",".join(_plain_key(e.key) for e in claimed.entries)
+        if self.as_json:
+            line = {
+                "feed": (claimed.entries[0].feed_name if claimed.entries else None) or claimed.feed_title,
+                "channel_id": str(sub.channel_id) if sub.channel_id is not None else None,
+                "entry_id": entry_id,
+                "payload": payload,
+            }
+            if sub.webhook_env:
+                line["webhook"] = sub.webhook_env
+            self.out.write(json.dumps(line, ensure_ascii=False) + "\n")
+        else:
+            self.out.write(_human(claimed, payload) + "\n")
+        self.out.flush()
+        return f"dry-run-{self.count}"
+
+
+def _plain_key(key: str) -> str:
+    return key.split(":", 1)[1] if ":" in key else key
+
+
+def _human(claimed: ClaimedDelivery, payload: dict[str, Any]) -> str:
+    embed = payload["embeds"][0]
+    lines = [f"── {claimed.feed_title or 'feed'} → {claimed.subscription.target}"]
+    if payload.get("content"):
+        lines.append(payload["content"])
+    lines.append(f"# {embed.get('title', '')}")
+    if embed.get("url"):
+        lines.append(embed["url"])
+    meta = " · ".join(x for x in (embed.get("author", {}).get("name"), embed.get("timestamp")) if x)
+    if meta:
+        lines.append(meta)
+    if embed.get("description"):
+        lines.append("")
+        lines.append(embed["description"])
+    if embed.get("image"):
+        lines.append(f"[image] {embed['image']['url']}")
+    return "\n".join(lines) + "\n"
+
+
+class DeliveryWorker:
+    """Sends the outbox: one task per target, in order, with retries; supervised by ``run``."""
+
+    def __init__(
+        self, storage: Storage, sink: Sink, *, clock: Callable[[], float] = time.time, lease: float = 120.0,
+        on_target_broken: Callable[[str, str], Awaitable[None]] | None = None, metrics: object | None = None,
+    ) -> None:
+        self.storage = storage
+        self.sink = sink
+        self.clock = clock
+        self.lease = lease
+        self.on_target_broken = on_target_broken
+        self.metrics = metrics
+        self._wake = asyncio.Event()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self.sent = 0
+        self.failed = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def deliver_due(self) -> int:
+        """Starts a task for each target with something due; waits for all of them. Returns messages sent."""
+        before = self.sent
+        while True:
+            targets = await self.storage.due_targets(self.clock())
+            targets = [t for t in targets if t not in self._tasks]
+            if not targets:
+                break
+            for t in targets:
+                self._tasks[t] = asyncio.create_task(self._target_loop(t), name=f"herald-deliver-{t}")
+            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+        return self.sent - before
+
+    async def _target_loop(self, target: str) -> None:
+        try:
+            while True:
+                claimed = await self.storage.claim_delivery(target, self.clock(), self.lease)
+                if claimed is None:
+                    return
+                if not await self._deliver_one(target, claimed):
+                    return
+        except StorageError as exc:
+            log.error("storage error while delivering to %s: %s", target, exc)
+        finally:
+            self._tasks.pop(target, None)
+
+    async def _deliver_one(self, target: str, claimed: ClaimedDelivery) -> bool:
+        """Returns True to carry on with the target's next delivery."""
+        d = claimed.delivery
+        if not claimed.entries:
+            await self.storage.mark_failed(d.id, "the entry no longer exists", self.clock())
+            return True
+        try:
+            payload = render_claimed(claimed)
+        except Exception as exc:  # a renderer bug must not block the channel forever
+            log.exception("could not render delivery %d", d.id)
+            await self.storage.mark_failed(d.id, f"render error: {type(exc).__name__}: {exc}", self.clock())
+            self.failed += 1
+            return True
+        nonce = nonce_for(target, d.kind, d.entry_ids)
+        started = time.perf_counter()
+        try:
+            message_id = await self.sink.send(claimed, payload, nonce)
+        except TransientDeliveryError as exc:
+            delay = delivery_backoff(d.attempts, retry_after=exc.retry_after)
+            log.warning("delivery %d to %s failed (attempt %d), retrying in %.1fs: %s", d.id, target, d.attempts, delay, exc,
+                        extra={"target": target})
+            await self.storage.retry_later(d.id, self.clock() + delay, str(exc)[:500])
+            self._count("delivery", "retry")
+            return False
+        except PermanentDeliveryError as exc:
+            self.failed += 1
+            self._count("delivery", "failed")
+            if exc.target_broken:
+                reason = str(exc)[:500]
+                log.error("target %s is unusable, pausing it: %s", target, reason, extra={"target": target})
+                await self.storage.mark_failed(d.id, reason, self.clock())
+                await self.storage.pause_target(target, reason, self.clock())
+                if self.on_target_broken is not None:
+                    try:
+                        await self.on_target_broken(target, reason)
+                    except Exception:
+                        log.exception("could not send the notice for %s", target)
+                return False
+            log.error("delivery %d to %s was rejected: %s", d.id, target, exc, extra={"target": target})
+            await self.storage.mark_failed(d.id, str(exc)[:1000], self.clock())
+            return True
+        except asyncio.CancelledError:
+            # shutting down mid-send: hand the delivery back; the nonce makes a resend safe
+            await asyncio.shield(self.storage.release(d.id))
+            raise
+        self._observe("delivery_seconds", time.perf_counter() - started)
+        await self.storage.mark_delivered(d.id, message_id, self.clock())
+        self.sent += 1
+        self._count("delivery", "sent")
+        return True
+
+    def _count(self, name: str, label: str) -> None:
+        if self.metrics is not None:
+            self.metrics.count(name, label)  # type: ignore[attr-defined]
+
+    def _observe(self, name: str, value: float) -> None:
+        if self.metrics is not None:
+            self.metrics.observe(name, value)  # type: ignore[attr-defined]
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Delivers until ``stop`` is set; wakes on new deliveries or when a retry falls due."""
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                targets = await self.storage.due_targets(self.clock())
+                for t in targets:
+                    if t not in self._tasks:
+                        self._tasks[t] = asyncio.create_task(self._target_loop(t), name=f"herald-deliver-{t}")
+                due = await self.storage.next_delivery_time()
+            except StorageError as exc:
+                log.error("storage error in the delivery loop: %s", exc)
+                due = None
+            now = self.clock()
+            delay = 5.0 if due is None else min(5.0, max(0.05, due - now))
+            tasks = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
+            tasks.extend(asyncio.ensure_future(asyncio.shield(t)) for t in list(self._tasks.values()))
+            try:
+                await asyncio.wait(tasks, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for t in tasks:
+                    t.cancel()
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Lets in-flight sends finish for up to ``timeout`` seconds, then cancels (handing rows back)."""
+        tasks = list(self._tasks.values())
+        if not tasks:
+            return
+        done, pending = await asyncio.wait(tasks, timeout=timeout)
+        for t in pending:
+            t.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)

@@ -1,0 +1,204 @@
+"""Fetching feeds over HTTP: the network edge of the pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import hashlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+from urllib.request import url2pathname
+
+import aiohttp
+
+from bot import USER_AGENT
+from bot.errors import FeedGone, FetchError, FetchTimeout, TooLarge, UnsafeURL
+from bot.netguard import GuardedResolver, check_url, unsafe_cause
+
+MAX_REDIRECTS = 5
+ACCEPT = "application/rss+xml, application/atom+xml, application/feed+json, application/json;q=0.9, application/xml;q=0.9, text/xml;q=0.8, */*;q=0.5"
+
+
+@dataclass(slots=True)
+class FetchResult:
+    status: int  # 200 (body present) or 304 (not modified)
+    url: str  # the URL finally fetched
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)  # lowercase keys
+    etag: str | None = None
+    last_modified: str | None = None
+    permanent_url: str | None = None  # set when every redirect on the way was permanent (301/308)
+
+    @property
+    def body_hash(self) -> str:
+        return hashlib.sha256(self.body).hexdigest()
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Retry-After in seconds, from delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (now if now is not None else time.time()))
+
+
+class Fetcher:
+    """One shared aiohttp session per trust level, with global and per-host limits."""
+
+    def __init__(
+        self, *, timeout: float = 20.0, max_bytes: int = 5_000_000, concurrency: int = 32, per_host: int = 4,
+        allow_private: bool = False, user_agent: str = USER_AGENT,
+    ) -> None:
+        self.timeout = timeout
+        self.max_bytes = max_bytes
+        self.per_host = per_host
+        self.allow_private = allow_private
+        self.user_agent = user_agent
+        self._global = asyncio.Semaphore(concurrency)
+        self._hosts: dict[str, asyncio.Semaphore] = {}
+        self._sessions: dict[bool, aiohttp.ClientSession] = {}
+        self._concurrency = concurrency
+
+    def _session(self, guarded: bool) -> aiohttp.ClientSession:
+        guarded = guarded and not self.allow_private
+        session = self._sessions.get(guarded)
+        if session is None or session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=self._concurrency, limit_per_host=self.per_host, ttl_dns_cache=300,
+                resolver=GuardedResolver() if guarded else None,
+            )
+            session = aiohttp.ClientSession(
+                connector=connector, headers={"User-Agent": self.user_agent, "Accept": ACCEPT},
+                auto_decompress=True, trust_env=False,
+            )
+            self._sessions[guarded] = session
+        return session
+
+    async def close(self) -> None:
+        for s in self._sessions.values():
+            await s.close()
+        self._sessions.clear()
+
+    async def __aenter__(self) -> "Fetcher":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def fetch(
+        self, url: str, *, etag: str | None = None, last_modified: str | None = None, guarded: bool = True,
+        allow_file: bool = False,
+    ) -> FetchResult:
+        """GET a feed. Raises FetchError (or a subclass) on any failure.
+
+        ``guarded`` applies the private-address guard (feeds added from Discord);
+        ``allow_file`` permits file: URLs (feeds from the config file).
+        """
+        check_url(url, allow_private=self.allow_private or not guarded, allow_file=allow_file)
+        if urlsplit(url).scheme.lower() == "file":
+            return await self._fetch_file(url)
+        host = (urlsplit(url).hostname or "").lower()
+        sem = self._hosts.setdefault(host, asyncio.Semaphore(self.per_host))
+        async with self._global, sem:
+            try:
+                return await asyncio.wait_for(self._get(url, etag, last_modified, guarded), self.timeout)
+            except asyncio.TimeoutError:
+                raise FetchTimeout(f"timed out after {self.timeout:g}s") from None
+
+    async def _get(self, url: str, etag: str | None, last_modified: str | None, guarded: bool) -> FetchResult:
+        session = self._session(guarded)
+        headers = {}
+        if etag:
+            headers["If-None-Match"] = etag
+        if last_modified:
+            headers["If-Modified-Since"] = last_modified
+        current = url
+        permanent: str | None = None
+        all_permanent = True
+        for _hop in range(MAX_REDIRECTS + 1):
+            try:
+                async with session.get(current, headers=headers, allow_redirects=False) as resp:
+                    if resp.status in (301, 302, 303, 307, 308):
+                        location = resp.headers.get("Location")
+                        if not location:
+                            raise FetchError(f"HTTP {resp.status} redirect without a Location", status=resp.status)
+                        nxt = urljoin(current, location)
+                        try:
+                            check_url(nxt, allow_private=self.allow_private or not guarded)
+                        except UnsafeURL as exc:
+                            raise FetchError(f"redirect to a refused URL: {exc}", status=resp.status) from None
+                        all_permanent = all_permanent and resp.status in (301, 308)
+                        permanent = nxt if all_permanent else None
+                        current = nxt
+                        continue
+                    if resp.status == 304:
+                        return FetchResult(304, current, permanent_url=permanent, etag=etag, last_modified=last_modified)
+                    if resp.status == 410:
+                        raise FeedGone("HTTP 410 Gone: the feed was removed", status=410)
+                    if resp.status in (429, 503):
+                        ra = parse_retry_after(resp.headers.get("Retry-After"))
+                        raise FetchError(f"HTTP {resp.status}" + (f", retry after {ra:.0f}s" if ra else ""),
+                                         status=resp.status, retry_after=ra)
+                    if resp.status >= 400:
+                        raise FetchError(f"HTTP {resp.status} {resp.reason or ''}".strip(), status=resp.status)
+                    if resp.status != 200:
+                        raise FetchError(f"unexpected HTTP {resp.status}", status=resp.status)
+                    declared = resp.content_length
+                    if declared is not None and declared > self.max_bytes and "Content-Encoding" not in resp.headers:
+                        raise TooLarge(f"response of {declared} bytes is over max_bytes ({self.max_bytes})")
+                    body = await self._read_capped(resp)
+                    lower = {k.lower(): v for k, v in resp.headers.items()}
+                    lower.pop("content-encoding", None)  # the body is already decoded
+                    lower.pop("content-length", None)
+                    return FetchResult(
+                        200, current, body=body, headers=lower, etag=resp.headers.get("ETag"),
+                        last_modified=resp.headers.get("Last-Modified"), permanent_url=permanent,
+                    )
+            except FetchError:
+                raise
+            except (aiohttp.ClientError, OSError, UnsafeURL) as exc:
+                unsafe = unsafe_cause(exc)
+                if unsafe is not None:
+                    raise FetchError(f"refused: {unsafe}") from None
+                raise FetchError(f"{type(exc).__name__}: {exc}") from None
+        raise FetchError(f"more than {MAX_REDIRECTS} redirects")
+
+    async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_chunked(65536):
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise TooLarge(f"response is over max_bytes ({self.max_bytes} bytes)")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _fetch_file(self, url: str) -> FetchResult:
+        path = Path(url2pathname(urlsplit(url).path))
+
+        def read() -> bytes:
+            st = path.stat()
+            if st.st_size > self.max_bytes:
+                raise TooLarge(f"file of {st.st_size} bytes is over max_bytes ({self.max_bytes})")
+            return path.read_bytes()
+
+        try:
+            body = await asyncio.to_thread(read)
+        except FileNotFoundError:
+            raise FetchError(f"no such file: {path}") from None
+        except OSError as exc:
+            raise FetchError(f"cannot read {path}: {exc.strerror}") from None
+        # no 304 for files: a change within the same second keeps the mtime; the body hash decides
+        return FetchResult(200, url, body=body, headers={"content-type": "application/xml"})
