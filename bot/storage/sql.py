@@ -479,6 +479,17 @@ class SqlStorage:
         out["oldest_pending"] = int(time.time() - row[0]) if row and row[0] is not None else 0
         return out
 
+    # --- small settings (command hash, ...) ------------------------------------------------------
+
+    async def get_meta(self, key: str) -> str | None:
+        row = await self.db.fetchone("SELECT value FROM kv WHERE key = ?", (key,))
+        return row[0] if row else None
+
+    async def set_meta(self, key: str, value: str) -> None:
+        await self.db.execute(
+            "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value)
+        )
+
     # --- reading ------------------------------------------------------------------------------
 
     def _guild_scope(self, guild_id: int | None, feed_id: int | None) -> tuple[str, list[Any]]:
