@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import Any, Sequence
 
 from bot import __version__
-from bot.config import Config, load_config, parse_duration
+from bot.config import Config, load_config, parse_since
 from bot.errors import ConfigError, FeedError, HeraldError, StorageError, UnsafeURL
 from bot.logs import setup_logging
 
@@ -210,24 +210,6 @@ async def _preview(config: Config, args: argparse.Namespace) -> int:
             claimed = ClaimedDelivery(Delivery(0, 0, (i,), "entry"), Subscription(0, 0, "preview"), [stored], parsed.title)
             print(_human(claimed, payload))
     return 0
-
-
-def parse_since(text: str | None, now: float) -> float | None:
-    """``7d``/``12h`` ago, or an ISO date. Raises ValueError with a readable message."""
-    if not text:
-        return None
-    text = text.strip()
-    try:
-        return now - parse_duration(text)
-    except ValueError:
-        pass
-    try:
-        dt = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is neither a date (2026-01-31) nor an age (7d, 12h)") from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.timestamp()
 
 
 async def _open_storage(config: Config) -> Any:

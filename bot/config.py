@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -69,6 +70,24 @@ def parse_size(value: object) -> int:
     if size <= 0:
         raise ValueError("must be positive")
     return size
+
+
+def parse_since(text: str | None, now: float) -> float | None:
+    """``7d``/``12h`` ago, or an ISO date. Raises ValueError with a readable message."""
+    if not text:
+        return None
+    text = text.strip()
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is neither a date (2026-01-31) nor an age (7d, 12h)") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
 
 
 @dataclass(frozen=True)

@@ -86,3 +86,7 @@ class PermanentDeliveryError(DeliveryError):
         super().__init__(message)
         self.target_broken = target_broken
         self.status = status
+
+
+class UserError(HeraldError):
+    """Bad input from a person (a command option, a URL): shown to them as it is."""

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 from urllib.parse import urljoin
 
 import feedparser
+from feedparser.datetimes import _parse_date as _feedparser_date
 
 from bot.errors import ParseError
 from bot.identity import entry_key, normalise_link
@@ -205,5 +206,5 @@ def _parse_json_feed(body: bytes, url: str | None) -> ParsedFeed:
 def _iso_ts(value: Any) -> float | None:
     if not isinstance(value, str):
         return None
-    parsed = feedparser._parse_date(value)  # feedparser's date parser handles RFC 3339 and friends
+    parsed = _feedparser_date(value)  # feedparser's date parser handles RFC 3339 and friends
     return _ts(parsed)

@@ -415,7 +415,8 @@ class SqlStorage:
         return [r[0] for r in rows]
 
     async def claim_delivery(self, target: str, now: float, lease: float) -> ClaimedDelivery | None:
-        lock = " FOR UPDATE OF d SKIP LOCKED" if self.db.dialect == "postgres" else ""
+        # wait for (not skip) a head another process is claiming: skipping it would hand out the next one, out of order
+        lock = " FOR UPDATE OF d" if self.db.dialect == "postgres" else ""
         async with self.db.transaction() as tx:
             row = await tx.fetchone(
                 "SELECT d.id, d.subscription_id, d.entry_id, d.kind, d.entry_ids, d.attempts, d.next_attempt, d.lease_until"

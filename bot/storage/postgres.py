@@ -1,0 +1,493 @@
+"""PostgreSQL storage: for several Herald processes sharing one database.
+
+The storage logic is :class:`bot.storage.sql.SqlStorage`, shared with SQLite; this
+module adds the asyncpg adapter, the versioned schema and full-text search.
+
+Search uses a text search configuration ``herald_english``: a copy of
+``english`` (Snowball stemming, so "orchestrating" finds "orchestration") that
+first runs words through the ``unaccent`` dictionary when the ``unaccent``
+extension exists or can be created (so "resume" finds "résumé"). Without the
+extension, the immutable function ``herald_fold`` strips combining marks after
+Unicode NFD normalisation instead (UTF-8 databases), applied alike to the
+indexed text and to the query; which one a database uses is recorded in ``kv``
+under ``search_fold`` when its schema is created.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import re
+import time
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Sequence, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import asyncpg
+
+from bot.errors import StorageError
+from bot.storage.base import SearchHit, SearchPage
+from bot.storage.db import Row
+from bot.storage.search import query_terms
+from bot.storage.sql import _ENTRY_COLS, _FEED_NAME, SqlStorage, _entry
+
+T = TypeVar("T")
+
+TS_CONFIG = "herald_english"
+# ts_rank_cd weights for {D, C, B, A}: the title (A) counts eight times the summary (B).
+RANK_WEIGHTS = "{0, 0, 0.125, 1}"
+# a short snippet of the summary: up to two fragments around the matches, or its first words
+HEADLINE_OPTIONS = 'StartSel=**, StopSel=**, MaxWords=14, MinWords=6, ShortWord=2, MaxFragments=2, FragmentDelimiter=" … "'
+# one lock for every Herald process migrating any schema of the database (extensions are database-wide)
+_MIGRATION_LOCK = 0x4865_7261_6C64  # "Herald"
+
+# --- placeholders -------------------------------------------------------------------------------
+
+_TOKEN = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|\?", re.S)
+
+
+@functools.lru_cache(maxsize=1024)
+def number_placeholders(sql: str) -> str:
+    """``?`` placeholders to ``$1, $2, ...``, leaving string literals and quoted names alone."""
+    n = 0
+
+    def sub(m: re.Match[str]) -> str:
+        nonlocal n
+        if m.group(0) != "?":
+            return m.group(0)
+        n += 1
+        return f"${n}"
+
+    return _TOKEN.sub(sub, sql)
+
+
+def _rowcount(status: str | None) -> int:
+    """The row count of a command status such as ``UPDATE 3`` or ``INSERT 0 1``."""
+    if not status:
+        return 0
+    last = status.rsplit(" ", 1)[-1]
+    return int(last) if last.isdigit() else 0
+
+
+# --- errors and secrets -------------------------------------------------------------------------
+
+
+def redact_dsn(dsn: str) -> str:
+    """The DSN with any password replaced by ``***``."""
+    try:
+        parts = urlsplit(dsn)
+    except ValueError:
+        return "postgresql://***"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostinfo = netloc.rpartition("@")
+        if ":" in userinfo:
+            userinfo = userinfo.split(":", 1)[0] + ":***"
+        netloc = f"{userinfo}@{hostinfo}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(k.lower() in ("password", "passfile") for k, _ in pairs):
+            query = urlencode([(k, "***" if k.lower() == "password" else v) for k, v in pairs], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _password(dsn: str) -> str | None:
+    try:
+        parts = urlsplit(dsn)
+        pwd = parts.password
+        for k, v in parse_qsl(parts.query, keep_blank_values=True):
+            if k.lower() == "password":
+                pwd = v
+        return pwd or None
+    except ValueError:
+        return None
+
+
+def _quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+# --- the adapter --------------------------------------------------------------------------------
+
+
+class PostgresConn:
+    """The adapter's statements, bound to one pool or to one connection inside a transaction."""
+
+    dialect = "postgres"
+
+    def __init__(self, db: "PostgresDB", conn: asyncpg.Connection | None = None) -> None:
+        self._db = db
+        self._conn = conn
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+        if self._conn is not None:
+            yield self._conn
+        else:
+            async with self._db._acquire() as conn:
+                yield conn
+
+    async def _call(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        async with self._db._errors():
+            async with self._connection() as conn:
+                return await fn(conn)
+
+    async def fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        q = number_placeholders(sql)
+        rows = await self._call(lambda c: c.fetch(q, *args))
+        return [tuple(r) for r in rows]
+
+    async def fetchone(self, sql: str, args: Sequence[Any] = ()) -> Row | None:
+        q = number_placeholders(sql)
+        row = await self._call(lambda c: c.fetchrow(q, *args))
+        return tuple(row) if row is not None else None
+
+    async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        q = number_placeholders(sql)
+        return _rowcount(await self._call(lambda c: c.execute(q, *args)))
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            q = number_placeholders(sql)
+            await self._call(lambda c: c.executemany(q, rows))
+
+    async def insert_many_returning(self, sql: str, rows: Sequence[Sequence[Any]]) -> list[Any]:
+        if not rows:
+            return []
+        q = number_placeholders(sql)
+
+        async def run(conn: asyncpg.Connection) -> list[Any]:
+            stmt = await conn.prepare(q)
+            out = []
+            for r in rows:
+                got = await stmt.fetchrow(*r)
+                out.append(got[0] if got is not None else None)
+            return out
+
+        return await self._call(run)
+
+
+class PostgresDB(PostgresConn):
+    """An asyncpg pool behind the :class:`bot.storage.db.Database` protocol.
+
+    ``schema`` (created when missing) becomes the connections' ``search_path``;
+    ``server_settings`` are passed to every connection as they are.
+    """
+
+    def __init__(
+        self, dsn: str, *, schema: str | None = None, server_settings: Mapping[str, str] | None = None,
+        min_size: int = 1, max_size: int = 10, timeout: float = 10.0, unaccent: bool = True,
+    ) -> None:
+        super().__init__(self)
+        if dsn.startswith("postgres://"):
+            dsn = "postgresql://" + dsn[len("postgres://"):]
+        self.dsn = dsn
+        self.schema = schema
+        self.server_settings = dict(server_settings or {})
+        self.server_settings.setdefault("application_name", "herald")
+        if schema is not None:
+            self.server_settings["search_path"] = _quote_ident(schema)
+        self.min_size = min_size
+        self.max_size = max_size
+        self.timeout = timeout
+        self.try_unaccent = unaccent
+        self.search_fold: str | None = None  # "unaccent", "nfd" or "none", read when opened
+        self._pool: asyncpg.Pool | None = None
+
+    # --- errors ---
+
+    def _describe(self, exc: BaseException) -> str:
+        msg = str(exc) or type(exc).__name__
+        pwd = _password(self.dsn)
+        if pwd:
+            msg = msg.replace(pwd, "***")
+        return msg
+
+    @asynccontextmanager
+    async def _errors(self, what: str = "database error") -> AsyncIterator[None]:
+        """asyncpg's and the network's errors as :class:`StorageError`, without the password."""
+        try:
+            yield
+        except StorageError:
+            raise
+        except (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError) as exc:
+            raise StorageError(
+                f"cannot connect to PostgreSQL at {redact_dsn(self.dsn)}: authentication failed ({self._describe(exc)})"
+            ) from None
+        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StorageError(f"{what}: {self._describe(exc)}") from exc
+
+    @asynccontextmanager
+    async def _acquire(self) -> AsyncIterator[asyncpg.Connection]:
+        if self._pool is None:
+            raise StorageError("database is closed")
+        async with self._pool.acquire() as conn:
+            yield conn
+
+    # --- lifecycle ---
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        where = redact_dsn(self.dsn)
+        try:
+            async with self._errors(f"cannot connect to PostgreSQL at {where}"):
+                pool = await asyncpg.create_pool(
+                    self.dsn, min_size=self.min_size, max_size=self.max_size, timeout=self.timeout,
+                    command_timeout=60.0, server_settings=self.server_settings,
+                )
+        except ValueError as exc:  # a malformed DSN
+            raise StorageError(f"invalid PostgreSQL URL {where}: {self._describe(exc)}") from None
+        assert pool is not None
+        self._pool = pool
+        try:
+            async with self._errors(f"cannot migrate PostgreSQL database {where}"):
+                async with pool.acquire() as conn:
+                    self.search_fold = await _migrate(conn, self)
+        except BaseException:
+            self._pool = None
+            await pool.close()
+            raise
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), 10.0)
+            except (asyncio.TimeoutError, OSError, asyncpg.InterfaceError):
+                pool.terminate()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[PostgresConn]:
+        async with self._errors():
+            async with self._acquire() as conn:
+                async with conn.transaction():
+                    yield PostgresConn(self, conn)
+
+
+# --- the schema ---------------------------------------------------------------------------------
+
+_SCHEMA_V1 = """
+CREATE TABLE feeds (
+    id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    url TEXT NOT NULL UNIQUE,
+    name TEXT,
+    title TEXT,
+    link TEXT,
+    source TEXT NOT NULL DEFAULT 'discord',
+    paused INTEGER NOT NULL DEFAULT 0,
+    pause_reason TEXT,
+    interval DOUBLE PRECISION,
+    backfill INTEGER NOT NULL DEFAULT 0,
+    max_per_poll INTEGER,
+    etag TEXT,
+    last_modified TEXT,
+    body_hash TEXT,
+    last_fetch DOUBLE PRECISION,
+    last_success DOUBLE PRECISION,
+    last_error TEXT,
+    last_status INTEGER,
+    error_count INTEGER NOT NULL DEFAULT 0,
+    first_error_at DOUBLE PRECISION,
+    next_fetch DOUBLE PRECISION NOT NULL DEFAULT 0,
+    lease_until DOUBLE PRECISION NOT NULL DEFAULT 0,
+    created DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX feeds_due ON feeds (paused, next_fetch);
+CREATE TABLE subscriptions (
+    id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    feed_id BIGINT NOT NULL REFERENCES feeds (id) ON DELETE CASCADE,
+    target TEXT NOT NULL,
+    guild_id BIGINT,
+    name TEXT,
+    source TEXT NOT NULL DEFAULT 'discord',
+    active INTEGER NOT NULL DEFAULT 1,
+    paused INTEGER NOT NULL DEFAULT 0,
+    pause_reason TEXT,
+    options TEXT NOT NULL DEFAULT '{}',
+    created DOUBLE PRECISION NOT NULL,
+    UNIQUE (feed_id, target)
+);
+CREATE INDEX subscriptions_guild ON subscriptions (guild_id, feed_id);
+CREATE INDEX subscriptions_target ON subscriptions (target);
+CREATE TABLE entries (
+    id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    feed_id BIGINT NOT NULL REFERENCES feeds (id) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    link_key TEXT,
+    title TEXT NOT NULL,
+    link TEXT,
+    summary TEXT NOT NULL,
+    author TEXT,
+    published DOUBLE PRECISION,
+    updated DOUBLE PRECISION,
+    image TEXT,
+    first_seen DOUBLE PRECISION NOT NULL,
+    search_vector tsvector GENERATED ALWAYS AS (
+        setweight(to_tsvector('herald_english'::regconfig, herald_fold(COALESCE(title, ''))), 'A')
+        || setweight(to_tsvector('herald_english'::regconfig, herald_fold(COALESCE(summary, ''))), 'B')
+    ) STORED,
+    UNIQUE (feed_id, key)
+);
+CREATE INDEX entries_link ON entries (feed_id, link_key);
+CREATE INDEX entries_recent ON entries (feed_id, published);
+CREATE INDEX entries_search ON entries USING GIN (search_vector);
+CREATE TABLE deliveries (
+    id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+    subscription_id BIGINT NOT NULL REFERENCES subscriptions (id) ON DELETE CASCADE,
+    target TEXT NOT NULL,
+    entry_id BIGINT REFERENCES entries (id) ON DELETE CASCADE,
+    kind TEXT NOT NULL DEFAULT 'entry',
+    entry_ids TEXT,
+    state TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt DOUBLE PRECISION NOT NULL DEFAULT 0,
+    lease_until DOUBLE PRECISION NOT NULL DEFAULT 0,
+    message_id TEXT,
+    error TEXT,
+    created DOUBLE PRECISION NOT NULL,
+    sent_at DOUBLE PRECISION,
+    UNIQUE (subscription_id, entry_id)
+);
+CREATE INDEX deliveries_outbox ON deliveries (target, state, id);
+CREATE INDEX deliveries_state ON deliveries (state);
+CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+# herald_fold without the unaccent extension: decompose, then drop the combining marks
+_FOLD_NFD = "SELECT regexp_replace(normalize($1, NFD), '[\\u0300-\\u036f\\u1ab0-\\u1aff\\u1dc0-\\u1dff\\u20d0-\\u20ff\\ufe20-\\ufe2f]', '', 'g')"
+
+
+async def _unaccent_schema(conn: asyncpg.Connection) -> str | None:
+    return await conn.fetchval(
+        "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'unaccent'"
+    )
+
+
+async def _try(conn: asyncpg.Connection, sql: str) -> bool:
+    """Runs ``sql`` in a savepoint: False (and nothing changed) when the server refuses it."""
+    try:
+        async with conn.transaction():
+            await conn.execute(sql)
+        return True
+    except asyncpg.PostgresError:
+        return False
+
+
+async def _text_search(conn: asyncpg.Connection, try_unaccent: bool) -> str:
+    """Creates ``herald_fold`` and the ``herald_english`` configuration; returns how accents are folded."""
+    ext_schema = None
+    if try_unaccent:
+        ext_schema = await _unaccent_schema(conn)
+        if ext_schema is None:
+            # in public so that every schema sees it; else wherever the search_path says
+            for sql in ("CREATE EXTENSION IF NOT EXISTS unaccent SCHEMA public", "CREATE EXTENSION IF NOT EXISTS unaccent"):
+                if await _try(conn, sql):
+                    break
+            ext_schema = await _unaccent_schema(conn)
+    await conn.execute("CREATE TEXT SEARCH CONFIGURATION herald_english (COPY = pg_catalog.english)")
+    fold = "none"
+    body = "SELECT $1"
+    if ext_schema is not None:
+        await conn.execute(
+            "ALTER TEXT SEARCH CONFIGURATION herald_english ALTER MAPPING FOR hword, hword_part, word"
+            f" WITH {_quote_ident(ext_schema)}.unaccent, pg_catalog.english_stem"
+        )
+        fold = "unaccent"
+    elif await _try(conn, _FOLD_NFD.replace("$1", "'é'")):
+        body, fold = _FOLD_NFD, "nfd"
+    await conn.execute(
+        "CREATE FUNCTION herald_fold(text) RETURNS text LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE"
+        f" AS $herald$ {body} $herald$"
+    )
+    return fold
+
+
+async def _migration_1(conn: asyncpg.Connection, db: PostgresDB) -> None:
+    fold = await _text_search(conn, db.try_unaccent)
+    await conn.execute(_SCHEMA_V1)
+    await conn.execute("INSERT INTO kv (key, value) VALUES ('search_fold', $1)", fold)
+
+
+MIGRATIONS: list[Callable[[asyncpg.Connection, PostgresDB], Awaitable[None]]] = [
+    _migration_1,  # 1: the initial schema, as SQLite's, with full-text search
+]
+
+
+async def _migrate(conn: asyncpg.Connection, db: PostgresDB) -> str | None:
+    """Brings the schema up to date in one transaction, under an advisory lock so that
+    several Herald processes starting at once migrate it once. Returns the accent folding."""
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+        if db.schema is not None and await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", db.schema) is None:
+            await conn.execute(f"CREATE SCHEMA {_quote_ident(db.schema)}")
+        schema = await conn.fetchval("SELECT current_schema()")
+        if schema is None:
+            path = await conn.fetchval("SHOW search_path")
+            raise StorageError(f"no schema to create Herald's tables in: search_path is {path!r}")
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS herald_schema (version INTEGER NOT NULL, applied DOUBLE PRECISION NOT NULL)"
+        )
+        version = await conn.fetchval("SELECT MAX(version) FROM herald_schema") or 0
+        if version > len(MIGRATIONS):
+            raise StorageError(
+                f"PostgreSQL schema {schema!r} has version {version}, newer than this Herald knows ({len(MIGRATIONS)});"
+                " upgrade Herald"
+            )
+        for i in range(version, len(MIGRATIONS)):
+            await MIGRATIONS[i](conn, db)
+            await conn.execute("INSERT INTO herald_schema (version, applied) VALUES ($1, $2)", i + 1, time.time())
+        return await conn.fetchval("SELECT value FROM kv WHERE key = 'search_fold'")
+
+
+# --- the storage --------------------------------------------------------------------------------
+
+
+class PostgresStorage(SqlStorage):
+    """``PostgresStorage("postgresql://user:pass@host/db")``; ``schema`` isolates one Herald's tables."""
+
+    db: PostgresDB
+
+    def __init__(
+        self, dsn: str, *, schema: str | None = None, server_settings: Mapping[str, str] | None = None,
+        min_size: int = 1, max_size: int = 10, unaccent: bool = True,
+    ) -> None:
+        super().__init__(PostgresDB(
+            dsn, schema=schema, server_settings=server_settings, min_size=min_size, max_size=max_size, unaccent=unaccent,
+        ))
+
+    async def search(
+        self, query: str, *, guild_id: int | None = None, feed_id: int | None = None, since: float | None = None,
+        limit: int = 5, offset: int = 0,
+    ) -> SearchPage:
+        terms = query_terms(query)
+        if not terms:
+            return SearchPage(0, [])
+        # every term is text for plainto_tsquery / phraseto_tsquery: nothing typed becomes syntax
+        tsquery = " && ".join(
+            f"{'phraseto_tsquery' if ' ' in t else 'plainto_tsquery'}('{TS_CONFIG}'::regconfig, herald_fold(?))"
+            for t in terms
+        )
+        where, args = self._guild_scope(guild_id, feed_id)
+        if since is not None:
+            where += " AND COALESCE(e.published, e.first_seen) >= ?"
+            args.append(since)
+        base = f"FROM entries e, (SELECT {tsquery} AS query) q WHERE e.search_vector @@ q.query AND {where}"
+        total_row = await self.db.fetchone(f"SELECT COUNT(*) {base}", (*terms, *args))
+        total = int(total_row[0]) if total_row else 0
+        if total == 0:
+            return SearchPage(0, [])
+        rows = await self.db.fetchall(
+            "WITH hits AS ("
+            f" SELECT e.id, ts_rank_cd('{RANK_WEIGHTS}'::float4[], e.search_vector, q.query) AS rank, q.query {base}"
+            " ORDER BY rank DESC, COALESCE(e.published, e.first_seen) DESC, e.id DESC LIMIT ? OFFSET ?)"
+            f" SELECT {_ENTRY_COLS}, f.title, {_FEED_NAME}, h.rank,"
+            f" ts_headline('{TS_CONFIG}'::regconfig, herald_fold(e.summary), h.query, '{HEADLINE_OPTIONS}')"
+            " FROM hits h JOIN entries e ON e.id = h.id JOIN feeds f ON f.id = e.feed_id"
+            " ORDER BY h.rank DESC, COALESCE(e.published, e.first_seen) DESC, e.id DESC",
+            (*terms, *args, limit, offset),
+        )
+        hits = [SearchHit(entry=_entry(r, r[10], r[11]), feed_name=r[11], snippet=r[13] or "", rank=float(r[12]))
+                for r in rows]
+        return SearchPage(total, hits)

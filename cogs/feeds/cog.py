@@ -1,0 +1,191 @@
+"""/feed …: server managers add, remove, pause, resume, inspect and test feeds."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot import limits
+from bot.errors import UserError
+from bot.manage import already_in_channel, check_quota, preview_entry, resolve_feed, validate_feed_url
+from bot.render import EMBED_COLOR, render_entry, truncate
+from bot.storage.base import FeedInfo
+from cogs.common import feed_names, when
+
+if TYPE_CHECKING:
+    from bot.discord_bot import HeraldBot
+
+# The channel option offers text, announcement, forum and media channels and threads only.
+TargetChannel = discord.TextChannel | discord.ForumChannel | discord.Thread
+
+
+def _targets(info: FeedInfo) -> str:
+    out = []
+    for t in info.targets:
+        kind, _, value = t.partition(":")
+        out.append(f"<#{value}>" if kind == "channel" else f"webhook `{value}`")
+    return ", ".join(out) or "nowhere"
+
+
+def _state(info: FeedInfo) -> str:
+    if info.paused:
+        return f"⏸ paused — {info.pause_reason or 'by a manager'}"
+    if info.last_error:
+        return f"⚠ failing ({info.error_count}×): {truncate(info.last_error, 200)}"
+    return "✅ ok" if info.last_success else "⏳ not fetched yet"
+
+
+@app_commands.guild_only()
+@app_commands.default_permissions(manage_guild=True)
+class FeedsCog(commands.GroupCog, group_name="feed", group_description="Manage this server's feeds"):
+    def __init__(self, bot: "HeraldBot") -> None:
+        self.bot = bot
+        self.names = feed_names(bot)
+        super().__init__()
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:  # type: ignore[override]
+        # Checked at run time too: the default permission can be overridden per server.
+        if interaction.guild_id is None:
+            raise app_commands.NoPrivateMessage()
+        perms = interaction.permissions
+        if not (perms.manage_guild or perms.administrator):
+            raise app_commands.MissingPermissions(["manage_guild"])
+        return True
+
+    @app_commands.command(name="add", description="Announce a feed in a channel")
+    @app_commands.describe(url="The feed's URL, or a web page that advertises its feed",
+                           channel="Where to announce new posts", backfill="Announce the newest N posts now (0-10)")
+    async def add(self, interaction: discord.Interaction, url: str,
+                  channel: TargetChannel,
+                  backfill: app_commands.Range[int, 0, 10] = 0) -> None:
+        assert interaction.guild_id is not None
+        if channel.guild.id != interaction.guild_id:
+            raise UserError("That channel belongs to another server.")
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        problem = await self.bot._target_problem(channel.id, False)
+        if problem:
+            raise UserError(f"Herald cannot post there: {problem}.")
+        storage = self.bot.storage
+        await check_quota(storage, interaction.guild_id, self.bot.config.discord.feed_quota)
+        herald = self.bot.herald
+        checked = await validate_feed_url(url, herald.fetcher, herald.parser,
+                                          allow_private=self.bot.config.polling.allow_private)
+        target = f"channel:{channel.id}"
+        existing = await already_in_channel(storage, interaction.guild_id, checked.url, target)
+        if existing is not None:
+            raise UserError(f"**{existing.name}** is already announced in <#{channel.id}>.")
+        name = truncate(checked.feed.title or checked.url, 90)
+        names = {n.lower() for n in await self.names.names(interaction.guild_id)}
+        base, n = name, 2
+        while name.lower() in names:
+            name = f"{base} ({n})"
+            n += 1
+        await storage.add_feed(checked.url, target=target, guild_id=interaction.guild_id, name=name,
+                               backfill=backfill, now=time.time(), title=checked.feed.title)
+        self.names.invalidate(interaction.guild_id)
+        herald.poller.wake()
+        found = f" (found on {checked.discovered_from})" if checked.discovered_from else ""
+        text = (f"Added **{discord.utils.escape_markdown(name)}**{found}: {len(checked.feed.entries)} entries now, "
+                f"new posts will be announced in <#{channel.id}>"
+                + (f"; the newest {backfill} will be announced shortly." if backfill else "."))
+        entry = preview_entry(checked.feed)
+        embeds = []
+        if entry is not None:
+            payload = render_entry(entry, checked.feed.title)
+            embeds = [discord.Embed.from_dict(payload["embeds"][0])]
+            text += "\nThe newest entry will look like this:"
+        await interaction.followup.send(text, embeds=embeds, ephemeral=True)
+
+    @app_commands.command(name="remove", description="Stop announcing a feed in this server")
+    async def remove(self, interaction: discord.Interaction, feed: str) -> None:
+        assert interaction.guild_id is not None
+        info = await resolve_feed(self.bot.storage, interaction.guild_id, feed)
+        if info.source == "config":
+            raise UserError(f"**{info.name}** comes from the config file; remove it there (you can `/feed pause` it).")
+        await self.bot.storage.remove_subscriptions(info.id, interaction.guild_id)
+        self.names.invalidate(interaction.guild_id)
+        await interaction.response.send_message(f"Removed **{info.name}**. Its past posts stay searchable.", ephemeral=True)
+
+    @app_commands.command(name="list", description="List this server's feeds")
+    async def list(self, interaction: discord.Interaction) -> None:
+        assert interaction.guild_id is not None
+        feeds = await self.bot.storage.list_feeds(interaction.guild_id)
+        embed = discord.Embed(title=f"Feeds ({len(feeds)})", color=EMBED_COLOR)
+        if not feeds:
+            embed.description = "No feeds yet. Add one with `/feed add`."
+        lines = []
+        for f in feeds:
+            tag = " · from config" if f.source == "config" else ""
+            lines.append(f"**{truncate(f.name, 100)}**{tag}\n{truncate(f.url, 200)} → {_targets(f)}\n{_state(f)}")
+        if lines:
+            embed.description = truncate("\n\n".join(lines), limits.EMBED_DESCRIPTION)
+        await interaction.response.send_message(embed=embed, ephemeral=True)
+
+    async def _set_paused(self, interaction: discord.Interaction, feed: str, paused: bool) -> None:
+        assert interaction.guild_id is not None
+        info = await resolve_feed(self.bot.storage, interaction.guild_id, feed)
+        reason = f"paused by {interaction.user} with /feed pause" if paused else None
+        await self.bot.storage.set_paused(info.id, paused, reason, guild_id=interaction.guild_id)
+        if not paused:
+            self.bot.herald.poller.wake()
+            self.bot.herald.worker.wake()
+        await interaction.response.send_message(
+            f"**{info.name}** is {'paused' if paused else 'resumed'}.", ephemeral=True)
+
+    @app_commands.command(name="pause", description="Stop announcing a feed for now")
+    async def pause(self, interaction: discord.Interaction, feed: str) -> None:
+        await self._set_paused(interaction, feed, True)
+
+    @app_commands.command(name="resume", description="Announce a paused feed again")
+    async def resume(self, interaction: discord.Interaction, feed: str) -> None:
+        await self._set_paused(interaction, feed, False)
+
+    @app_commands.command(name="status", description="How a feed is doing: fetches, errors, deliveries")
+    async def status(self, interaction: discord.Interaction, feed: str | None = None) -> None:
+        assert interaction.guild_id is not None
+        if feed:
+            feeds = [await resolve_feed(self.bot.storage, interaction.guild_id, feed)]
+        else:
+            feeds = await self.bot.storage.list_feeds(interaction.guild_id)
+        embed = discord.Embed(title="Feed status", color=EMBED_COLOR)
+        if not feeds:
+            embed.description = "No feeds yet."
+        for f in feeds[: limits.EMBED_FIELDS]:
+            value = (f"{_state(f)}\nLast fetch {when(f.last_fetch)} · last success {when(f.last_success)} · "
+                     f"next {when(f.next_fetch) if not f.paused else '—'}\n"
+                     f"{f.entries} entries stored · {f.pending} pending · {f.failed} failed deliveries")
+            if f.last_error:
+                value += f"\nLast error: {truncate(f.last_error, 300)}"
+            embed.add_field(name=truncate(f.name, limits.EMBED_FIELD_NAME), value=truncate(value, limits.EMBED_FIELD_VALUE),
+                            inline=False)
+        if len(feeds) > limits.EMBED_FIELDS:
+            embed.set_footer(text=f"and {len(feeds) - limits.EMBED_FIELDS} more; name a feed to see it")
+        await interaction.response.send_message(embed=embed, ephemeral=True)
+
+    @app_commands.command(name="test", description="Preview a feed's newest announcement (only you see it)")
+    async def test(self, interaction: discord.Interaction, feed: str) -> None:
+        assert interaction.guild_id is not None
+        info = await resolve_feed(self.bot.storage, interaction.guild_id, feed)
+        entries = await self.bot.storage.recent(guild_id=interaction.guild_id, feed_id=info.id, limit=1)
+        if not entries:
+            raise UserError(f"**{info.name}** has no stored entries yet; it is fetched {when(info.next_fetch)}.")
+        payload = render_entry(entries[0], entries[0].feed_title or info.title)
+        await interaction.response.send_message(
+            "Preview of the newest announcement:", embeds=[discord.Embed.from_dict(e) for e in payload["embeds"]],
+            ephemeral=True)
+
+    @remove.autocomplete("feed")
+    @pause.autocomplete("feed")
+    @resume.autocomplete("feed")
+    @status.autocomplete("feed")
+    @test.autocomplete("feed")
+    async def feed_autocomplete(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        return await self.names.choices(interaction, current)
+
+
+async def setup_cog(bot: "HeraldBot") -> None:
+    await bot.add_cog(FeedsCog(bot))

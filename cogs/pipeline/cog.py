@@ -1,0 +1,52 @@
+"""Runs the feed pipeline for the bot's lifetime: started in cog_load, stopped in cog_unload."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from discord.ext import commands
+
+if TYPE_CHECKING:
+    from bot.discord_bot import HeraldBot
+
+log = logging.getLogger("herald.pipeline")
+
+STOP_TIMEOUT = 8.0
+
+
+class PipelineCog(commands.Cog):
+    def __init__(self, bot: "HeraldBot") -> None:
+        self.bot = bot
+        self.stop = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    async def cog_load(self) -> None:
+        self.task = asyncio.create_task(self._main(), name="herald-pipeline")
+
+    async def _main(self) -> None:
+        await self.bot.wait_until_ready()
+        await self.bot.check_targets()
+        if self.bot.once:
+            stats, sent = await self.bot.herald.run_once()
+            log.info("one cycle done: %d feeds polled, %d entries stored, %d announcements sent",
+                     stats.polled, stats.stored, sent)
+            await self.bot.close()
+            return
+        log.info("pipeline running")
+        await self.bot.herald.run(self.stop)
+
+    async def cog_unload(self) -> None:
+        self.stop.set()
+        task = self.task
+        if task is None or task is asyncio.current_task() or task.done():
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(task), STOP_TIMEOUT)
+        except asyncio.TimeoutError:
+            log.warning("pipeline did not stop within %.0fs; cancelling", STOP_TIMEOUT)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        except Exception:
+            log.exception("pipeline stopped with an error")
