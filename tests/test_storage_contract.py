@@ -1,0 +1,747 @@
+"""The storage contract, run against every backend: SQLite always, PostgreSQL when
+``HERALD_TEST_PG_DSN`` names a server (each test in its own fresh schema)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pytest
+
+from bot.config import FeedConfig
+from bot.decide import decide
+from bot.errors import StorageError
+from bot.models import Known, ParsedEntry, Policy
+from bot.storage import open_storage
+from bot.storage.base import PollOutcome, PollResult
+from bot.storage.sql import SqlStorage
+from bot.storage.sqlite import MIGRATIONS as SQLITE_MIGRATIONS
+from bot.storage.sqlite import SQLiteStorage
+
+PG_DSN = os.environ.get("HERALD_TEST_PG_DSN")
+NO_PG = "HERALD_TEST_PG_DSN is not set (e.g. postgresql://postgres@127.0.0.1:5432/test)"
+NOW = 1_700_000_000.0
+G1, G2 = 111_111_111_111_111_111, 222_222_222_222_222_222  # guild snowflakes, beyond 32 bits
+C1, C2, C3 = 900_000_000_000_000_001, 900_000_000_000_000_002, 900_000_000_000_000_003
+
+requires_pg = pytest.mark.skipif(not PG_DSN, reason=NO_PG)
+
+
+# --- backends -------------------------------------------------------------------------------------
+
+
+async def _pg_admin() -> Any:
+    import asyncpg
+
+    return await asyncpg.connect(PG_DSN)
+
+
+@dataclass
+class Backend:
+    kind: str
+    storage: SqlStorage
+    make: Callable[[], SqlStorage]  # another storage on the same database, as a second process would have
+    extra: list[SqlStorage] = field(default_factory=list)
+    schema: str | None = None
+
+    async def another(self, open_it: bool = True) -> SqlStorage:
+        st = self.make()
+        self.extra.append(st)
+        if open_it:
+            await st.open()
+        return st
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres, requires_pg])])
+async def backend(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
+    schema = None
+    if request.param == "sqlite":
+        path = str(tmp_path / "herald.db")
+
+        def make() -> SqlStorage:
+            return SQLiteStorage(path)
+    else:
+        from bot.storage.postgres import PostgresStorage
+
+        schema = f"herald_test_{secrets.token_hex(6)}"
+        admin = await _pg_admin()
+        try:
+            await admin.execute(f'CREATE SCHEMA "{schema}"')
+        finally:
+            await admin.close()
+
+        def make() -> SqlStorage:
+            return PostgresStorage(PG_DSN, schema=schema, max_size=4)  # type: ignore[arg-type]
+
+    b = Backend(request.param, make(), make, schema=schema)
+    await b.storage.open()
+    try:
+        yield b
+    finally:
+        for st in [b.storage, *b.extra]:
+            await st.close()
+        if schema is not None:
+            admin = await _pg_admin()
+            try:
+                await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+            finally:
+                await admin.close()
+
+
+@pytest.fixture
+async def pg_schema() -> Any:
+    """A fresh, empty schema name (dropped afterwards) for PostgreSQL-only tests."""
+    if not PG_DSN:
+        pytest.skip(NO_PG)
+    schema = f"herald_test_{secrets.token_hex(6)}"
+    yield schema
+    admin = await _pg_admin()
+    try:
+        await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await admin.close()
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+def entry(n: int | str, title: str | None = None, summary: str | None = None, published: float | None = None,
+          link: str | None = None, key: str | None = None) -> ParsedEntry:
+    link = link or f"https://example.com/posts/{n}"
+    return ParsedEntry(
+        key=key or f"id:{n}", link_key=link, title=title if title is not None else f"Post {n}",
+        link=link, summary=summary if summary is not None else f"Body of post {n}.",
+        published=published if published is not None else NOW - 10_000 + (int(n) if str(n).isdigit() else 0),
+    )
+
+
+async def poll(st: SqlStorage, feed_id: int, entries: list[ParsedEntry], now: float = NOW, *, first: bool = False,
+               backfill: int = 0, max_per_poll: int = 10, next_fetch: float | None = None) -> PollResult:
+    """One successful poll: look up what is known, decide, apply."""
+    keys, links = await st.known(feed_id, [e.key for e in entries], [e.link_key for e in entries if e.link_key])
+    d = decide(Known(first, frozenset(keys), frozenset(links)), entries, Policy(backfill, max_per_poll), now)
+    out = PollOutcome(feed_id=feed_id, now=now, next_fetch=now + 600 if next_fetch is None else next_fetch,
+                      status="new", http_status=200, title="Feed title", decision=d)
+    [res] = await st.apply_polls([out])
+    return res
+
+
+async def channel_feed(st: SqlStorage, url: str = "https://example.com/feed.xml", *, channel: int = C1,
+                       guild: int | None = G1, name: str | None = "example", backfill: int = 0) -> int:
+    return await st.add_feed(url, target=f"channel:{channel}", guild_id=guild, name=name, backfill=backfill, now=NOW)
+
+
+async def count(st: SqlStorage, sql: str, args: tuple[Any, ...] = ()) -> int:
+    row = await st.db.fetchone(sql, args)
+    assert row is not None
+    return int(row[0])
+
+
+async def drain_ids(st: SqlStorage, target: str, now: float = NOW) -> list[tuple[int, ...]]:
+    """Claims and marks delivered every delivery of ``target``, returning their entry ids in order."""
+    got = []
+    while (c := await st.claim_delivery(target, now, 60)) is not None:
+        got.append(c.delivery.entry_ids)
+        await st.mark_delivered(c.delivery.id, "m", now)
+    return got
+
+
+# --- schema ---------------------------------------------------------------------------------------
+
+
+async def test_migrations_are_idempotent(backend: Backend) -> None:
+    feed_id = await channel_feed(backend.storage)
+    await poll(backend.storage, feed_id, [entry(1), entry(2)], first=True)
+    await backend.storage.close()
+    await backend.storage.open()  # the same instance again
+    second = await backend.another()  # and another process on the same database
+    for st in (backend.storage, second):
+        feeds = await st.list_feeds(G1)
+        assert [f.id for f in feeds] == [feed_id]
+        assert feeds[0].entries == 2
+    if backend.kind == "sqlite":
+        assert await count(second, "PRAGMA user_version") == len(SQLITE_MIGRATIONS)
+    else:
+        from bot.storage.postgres import MIGRATIONS
+
+        rows = await second.db.fetchall("SELECT version FROM herald_schema ORDER BY version")
+        assert [r[0] for r in rows] == list(range(1, len(MIGRATIONS) + 1))
+
+
+@requires_pg
+async def test_postgres_concurrent_first_open_migrates_once(pg_schema: str) -> None:
+    from bot.storage.postgres import MIGRATIONS, PostgresStorage
+
+    stores = [PostgresStorage(PG_DSN, schema=pg_schema, max_size=2) for _ in range(4)]  # type: ignore[arg-type]
+    try:
+        await asyncio.gather(*(s.open() for s in stores))
+        rows = await stores[0].db.fetchall("SELECT version FROM herald_schema ORDER BY version")
+        assert [r[0] for r in rows] == list(range(1, len(MIGRATIONS) + 1))
+        assert stores[0].db.search_fold in ("unaccent", "nfd")
+        feed_id = await channel_feed(stores[1])
+        assert [f.id for f in await stores[3].list_feeds()] == [feed_id]
+    finally:
+        for s in stores:
+            await s.close()
+
+
+@requires_pg
+async def test_postgres_url_options_select_the_schema(pg_schema: str) -> None:
+    """open_storage() with ``?options=-csearch_path%3D...`` in the URL, no keyword needed."""
+    admin = await _pg_admin()
+    try:
+        await admin.execute(f'CREATE SCHEMA "{pg_schema}"')
+    finally:
+        await admin.close()
+    sep = "&" if "?" in PG_DSN else "?"  # type: ignore[operator]
+    st = open_storage(f"{PG_DSN}{sep}options=-csearch_path%3D{pg_schema}")
+    await st.open()
+    try:
+        await channel_feed(st)  # type: ignore[arg-type]
+    finally:
+        await st.close()
+    admin = await _pg_admin()
+    try:
+        n = await admin.fetchval(f'SELECT COUNT(*) FROM "{pg_schema}".feeds')
+    finally:
+        await admin.close()
+    assert n == 1
+
+
+@requires_pg
+async def test_postgres_unreachable_server_is_a_clear_error_without_the_password() -> None:
+    from bot.storage.postgres import PostgresStorage
+
+    st = PostgresStorage("postgresql://herald:hunter2secret@127.0.0.1:1/herald")
+    with pytest.raises(StorageError) as info:
+        await st.open()
+    msg = str(info.value)
+    assert "hunter2secret" not in msg
+    assert "cannot connect" in msg and "127.0.0.1:1" in msg and "***" in msg
+
+
+@requires_pg
+async def test_postgres_refused_login_is_a_clear_error_without_the_password() -> None:
+    from bot.storage.postgres import PostgresStorage
+
+    rest = PG_DSN.split("@", 1)[1]  # type: ignore[union-attr]
+    st = PostgresStorage(f"postgresql://herald_no_such_role:hunter2secret@{rest}")
+    with pytest.raises(StorageError) as info:
+        await st.open()
+    msg = str(info.value)
+    assert "hunter2secret" not in msg
+    assert "authentication failed" in msg and "herald_no_such_role" in msg
+
+
+@requires_pg
+async def test_postgres_missing_database_is_a_storage_error() -> None:
+    from bot.storage.postgres import PostgresStorage
+
+    base = PG_DSN.rsplit("/", 1)[0]  # type: ignore[union-attr]
+    st = PostgresStorage(f"{base}/herald_no_such_db_{secrets.token_hex(3)}")
+    with pytest.raises(StorageError, match="does not exist"):
+        await st.open()
+
+
+def test_placeholders_are_numbered_outside_literals() -> None:
+    pytest.importorskip("asyncpg")
+    from bot.storage.postgres import number_placeholders, redact_dsn
+
+    assert number_placeholders("SELECT ?, '?', 'it''s ?', \"a?\", ? WHERE x = ANY(?)") == (
+        "SELECT $1, '?', 'it''s ?', \"a?\", $2 WHERE x = ANY($3)"
+    )
+    assert redact_dsn("postgresql://u:pw@h:5432/db?password=pw2") == "postgresql://u:***@h:5432/db?password=***"
+
+
+# --- feeds and subscriptions ------------------------------------------------------------------------
+
+
+async def test_sync_config_feeds_creates_and_retires(backend: Backend) -> None:
+    st = backend.storage
+    a = FeedConfig(url="https://a.example/feed", name="alpha", channels=(C1, C2), backfill=3, guild_id=G1,
+                   mention_roles=(5,))
+    b = FeedConfig(url="https://b.example/feed", name="beta", webhooks=("HOOK_B",), guild_id=G1)
+    await st.sync_config_feeds([a, b], NOW)
+    await st.sync_config_feeds([a, b], NOW)  # twice changes nothing
+    subs = await st.subscriptions()
+    assert sorted(s.target for s in subs) == [f"channel:{C1}", f"channel:{C2}", "webhook:HOOK_B"]
+    assert {s.source for s in subs} == {"config"}
+    assert all(s.guild_id == G1 for s in subs)
+    assert [s.mention_roles for s in subs if s.target == f"channel:{C1}"] == [(5,)]
+    feeds = await st.list_feeds(G1)
+    assert [(f.name, f.source) for f in feeds] == [("alpha", "config"), ("beta", "config")]
+    assert sorted(feeds[0].targets) == sorted([f"channel:{C1}", f"channel:{C2}"])
+    claimed = await st.claim_due_feeds(NOW, 10, 60)
+    assert sorted(f.url for f in claimed) == [a.url, b.url]
+    assert {f.url: f.backfill for f in claimed}[a.url] == 3
+
+    await st.sync_config_feeds([a], NOW + 100)  # b is gone from the file
+    assert sorted(s.target for s in await st.subscriptions()) == [f"channel:{C1}", f"channel:{C2}"]
+    claimed = await st.claim_due_feeds(NOW + 1000, 10, 60)  # after the lease
+    assert [f.url for f in claimed] == [a.url]
+    assert [f.name for f in await st.list_feeds(G1)] == ["alpha"]
+
+    await st.sync_config_feeds([a, b], NOW + 2000)  # back again: claimable again
+    claimed = await st.claim_due_feeds(NOW + 3000, 10, 60)
+    assert sorted(f.url for f in claimed) == [a.url, b.url]
+
+
+async def test_claim_due_feeds_honours_next_fetch_pause_and_lease(backend: Backend) -> None:
+    st = backend.storage
+    f1 = await channel_feed(st, "https://one.example/feed", name="one")
+    f2 = await channel_feed(st, "https://two.example/feed", name="two")
+    f3 = await channel_feed(st, "https://three.example/feed", name="three")
+    await st.set_paused(f3, True, "manual")
+    claimed = await st.claim_due_feeds(NOW, 10, 60)
+    assert sorted(f.id for f in claimed) == [f1, f2]
+    assert await st.claim_due_feeds(NOW + 30, 10, 60) == []  # leased
+    assert await st.next_due_time() == NOW + 60
+    # f1 is polled: due again in 600 s; f2's lease runs out at NOW + 60
+    await poll(st, f1, [entry(1)], NOW + 10, first=True, next_fetch=NOW + 610)
+    assert [f.id for f in await st.claim_due_feeds(NOW + 60, 10, 60)] == [f2]
+    assert await st.claim_due_feeds(NOW + 100, 10, 60) == []
+    got = await st.claim_due_feeds(NOW + 610, 10, 60)  # f2's second lease is over too; earliest due first
+    assert [f.id for f in got] == [f2, f1]
+    assert got[1].has_entries and got[1].title == "Feed title" and not got[0].has_entries
+    # limit: one at a time, the earliest due first
+    await st.set_paused(f3, False)
+    assert [f.id for f in await st.claim_due_feeds(NOW + 5000, 1, 60)] == [f3]
+
+
+async def test_two_processes_never_claim_the_same_feed(backend: Backend) -> None:
+    a = backend.storage
+    b = await backend.another()
+    ids = [await channel_feed(a, f"https://f{i}.example/feed", name=f"f{i}") for i in range(24)]
+    claimed: list[int] = []
+    for _ in range(6):
+        batches = await asyncio.gather(*(st.claim_due_feeds(NOW, 3, 300) for st in (a, b, a, b)))
+        claimed.extend(f.id for batch in batches for f in batch)
+    assert len(claimed) == len(set(claimed)), "a feed was handed out twice"
+    assert sorted(claimed) == sorted(ids)
+
+
+async def test_two_processes_never_claim_the_same_delivery(backend: Backend) -> None:
+    a = backend.storage
+    b = await backend.another()
+    targets = []
+    for i in range(6):
+        fid = await channel_feed(a, f"https://d{i}.example/feed", channel=C1 + i, name=f"d{i}")
+        await poll(a, fid, [entry(n) for n in range(3)])
+        targets.append(f"channel:{C1 + i}")
+    seen: list[int] = []
+    for _ in range(4):
+        due = await a.due_targets(NOW)
+        got = await asyncio.gather(*(st.claim_delivery(t, NOW, 300) for t in due for st in (a, b)))
+        claimed = [c for c in got if c is not None]
+        # one head per target at a time
+        assert len({c.subscription.target for c in claimed}) == len(claimed)
+        seen.extend(c.delivery.id for c in claimed)
+        await asyncio.gather(*(a.mark_delivered(c.delivery.id, "m", NOW) for c in claimed))
+    assert len(seen) == len(set(seen)) == 18
+    assert (await a.delivery_counts())["sent"] == 18
+
+
+@requires_pg
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_postgres_claim_waits_for_a_head_being_claimed(backend: Backend) -> None:
+    """While another process is inside its claim of a target's head, a claim must not
+    skip ahead to the next delivery of that target (which would send out of order)."""
+    st = backend.storage
+    fid = await channel_feed(st)
+    await poll(st, fid, [entry(1), entry(2)])
+    import asyncpg
+
+    other = await asyncpg.connect(PG_DSN, server_settings={"search_path": f'"{backend.schema}"'})
+    try:
+        tx = other.transaction()
+        await tx.start()
+        head = await other.fetchval("SELECT MIN(id) FROM deliveries")
+        await other.execute("SELECT id FROM deliveries WHERE id = $1 FOR UPDATE", head)  # mid-claim
+        task = asyncio.create_task(st.claim_delivery(f"channel:{C1}", NOW, 60))
+        await asyncio.sleep(0.3)
+        await other.execute("UPDATE deliveries SET lease_until = $1 WHERE id = $2", NOW + 60, head)
+        await tx.commit()
+        assert await asyncio.wait_for(task, 10) is None  # the head is leased: nothing to send yet
+    finally:
+        await other.close()
+
+
+async def test_known_finds_keys_and_link_keys(backend: Backend) -> None:
+    st = backend.storage
+    f1 = await channel_feed(st)
+    f2 = await channel_feed(st, "https://other.example/feed", name="other")
+    await poll(st, f1, [entry(1), entry(2)], first=True)
+    await poll(st, f2, [entry(3)], first=True)
+    keys, links = await st.known(f1, ["id:1", "id:9", "id:3"], ["https://example.com/posts/2", "https://x/none"])
+    assert keys == {"id:1", "id:2"}  # id:2 through its link
+    assert links == {"https://example.com/posts/1", "https://example.com/posts/2"}
+    assert await st.known(f1, [], []) == (set(), set())
+    assert await st.known(f2, ["id:1"], []) == (set(), set())  # another feed's keys
+
+
+async def test_apply_polls_stores_once_and_announces_per_subscription(backend: Backend) -> None:
+    st = backend.storage
+    fid = await channel_feed(st)
+    await st.add_feed("https://example.com/feed.xml", target=f"channel:{C2}", guild_id=G2, name="ex2", backfill=0,
+                      now=NOW)
+    entries = [entry(3), entry(1), entry(2)]
+    keys, links = await st.known(fid, [e.key for e in entries], [e.link_key for e in entries])  # type: ignore[misc]
+    d = decide(Known(False, frozenset(keys), frozenset(links)), entries, Policy(0, 10), NOW)
+    outcome = PollOutcome(feed_id=fid, now=NOW, next_fetch=NOW + 600, status="new", decision=d)
+    [res] = await st.apply_polls([outcome])
+    assert (res.stored, res.announced) == (3, 6)
+    [res2] = await st.apply_polls([outcome])  # the same decision again
+    assert (res2.stored, res2.announced) == (0, 0)
+    assert await count(st, "SELECT COUNT(*) FROM entries") == 3
+    assert await count(st, "SELECT COUNT(*) FROM deliveries") == 6
+    assert (await st.delivery_counts())["pending"] == 6
+    # a fresh decision over the same document finds nothing new
+    again = await poll(st, fid, entries)
+    assert (again.stored, again.announced) == (0, 0)
+    for target in (f"channel:{C1}", f"channel:{C2}"):
+        ids = await drain_ids(st, target)
+        titles = [e.title for e in await st.get_entries([i for t in ids for i in t])]
+        assert titles == ["Post 1", "Post 2", "Post 3"]  # oldest first
+
+
+async def test_digest_rows_and_first_fetch_backfill(backend: Backend) -> None:
+    st = backend.storage
+    fid = await channel_feed(st, backfill=0)
+    res = await poll(st, fid, [entry(n) for n in range(1, 4)], first=True, backfill=1)
+    assert (res.stored, res.announced) == (3, 1)  # the first fetch announces only the backfill
+    assert await drain_ids(st, f"channel:{C1}") != []
+    res = await poll(st, fid, [entry(n) for n in range(1, 10)], max_per_poll=2)
+    assert (res.stored, res.announced) == (6, 3)  # one digest + two entries
+    claimed = await st.claim_delivery(f"channel:{C1}", NOW, 60)
+    assert claimed is not None and claimed.delivery.kind == "digest"
+    assert [e.title for e in claimed.entries] == ["Post 4", "Post 5", "Post 6", "Post 7"]
+    assert claimed.feed_title == "Feed title"
+    await st.mark_delivered(claimed.delivery.id, "m", NOW)
+    rest = await drain_ids(st, f"channel:{C1}")
+    assert [e.title for e in await st.get_entries([i for t in rest for i in t])] == ["Post 8", "Post 9"]
+
+
+async def test_rekey_keeps_a_single_row(backend: Backend) -> None:
+    st = backend.storage
+    fid = await channel_feed(st)
+    await poll(st, fid, [entry(1, key="id:old-guid")], first=True)
+    res = await poll(st, fid, [entry(1, key="id:new-guid")])  # same link, new GUID
+    assert (res.stored, res.announced) == (0, 0)
+    assert await count(st, "SELECT COUNT(*) FROM entries") == 1
+    keys, _ = await st.known(fid, ["id:new-guid", "id:old-guid"], [])
+    assert keys == {"id:new-guid"}
+
+
+async def test_error_outcome_counts_and_gone_pauses(backend: Backend) -> None:
+    st = backend.storage
+    fid = await channel_feed(st)
+    for i in (1, 2):
+        [res] = await st.apply_polls([PollOutcome(feed_id=fid, now=NOW + i, next_fetch=NOW + 100 * i, status="error",
+                                                  http_status=500, error=f"HTTP 500 #{i}")])
+        assert not res.paused
+    [info] = await st.list_feeds(G1)
+    assert (info.error_count, info.last_error, info.next_fetch, info.paused) == (2, "HTTP 500 #2", NOW + 200, False)
+    await poll(st, fid, [entry(1)], NOW + 300, first=True)
+    [info] = await st.list_feeds(G1)
+    assert (info.error_count, info.last_error) == (0, None)
+
+    [res] = await st.apply_polls([PollOutcome(feed_id=fid, now=NOW + 400, next_fetch=NOW + 500, status="error",
+                                              http_status=410, error="HTTP 410", pause_reason="gone: HTTP 410")])
+    assert res.paused
+    [info] = await st.list_feeds(G1)
+    assert info.paused and info.pause_reason == "gone: HTTP 410" and info.error_count == 1
+    assert await st.claim_due_feeds(NOW + 10_000, 10, 60) == []
+
+
+# --- the outbox -----------------------------------------------------------------------------------
+
+
+async def test_outbox_head_of_line(backend: Backend) -> None:
+    st = backend.storage
+    f1 = await channel_feed(st)
+    f2 = await channel_feed(st, "https://two.example/feed", channel=C2, name="two")
+    await poll(st, f1, [entry(1), entry(2)])
+    await poll(st, f2, [entry(3)])
+    t1, t2 = f"channel:{C1}", f"channel:{C2}"
+    assert await st.due_targets(NOW) == [t1, t2]
+    head = await st.claim_delivery(t1, NOW, 60)
+    assert head is not None and head.delivery.attempts == 1
+    assert [e.title for e in head.entries] == ["Post 1"]
+    assert head.subscription.target == t1 and head.subscription.guild_id == G1
+    # leased: neither the head nor the next one
+    assert await st.claim_delivery(t1, NOW + 10, 60) is None
+    assert await st.due_targets(NOW + 10) == [t2]
+    await st.release(head.delivery.id)
+    again = await st.claim_delivery(t1, NOW + 10, 60)
+    assert again is not None and again.delivery.id == head.delivery.id and again.delivery.attempts == 1
+    # waiting for a retry: still the head, and not before its time
+    await st.retry_later(head.delivery.id, NOW + 500, "429")
+    assert await st.claim_delivery(t1, NOW + 20, 60) is None
+    assert t1 not in await st.due_targets(NOW + 20)
+    assert (await st.next_delivery_time() or 0) <= NOW  # t2's head is due now
+    retried = await st.claim_delivery(t1, NOW + 500, 60)
+    assert retried is not None and retried.delivery.id == head.delivery.id and retried.delivery.attempts == 2
+    await st.mark_delivered(head.delivery.id, "msg-1", NOW + 500)
+    nxt = await st.claim_delivery(t1, NOW + 500, 60)
+    assert nxt is not None and [e.title for e in nxt.entries] == ["Post 2"]
+    await st.mark_failed(nxt.delivery.id, "too long", NOW + 501)
+    assert await st.claim_delivery(t1, NOW + 600, 60) is None
+    counts = await st.delivery_counts()
+    assert (counts["sent"], counts["failed"], counts["pending"]) == (1, 1, 1)
+    assert [f.failed for f in await st.list_feeds(G1) if f.id == f1] == [1]
+
+
+async def test_pause_target_fails_pending_and_pauses(backend: Backend) -> None:
+    st = backend.storage
+    fid = await channel_feed(st)
+    await st.add_feed("https://example.com/feed.xml", target=f"channel:{C2}", guild_id=G1, name="ex", backfill=0,
+                      now=NOW)
+    await poll(st, fid, [entry(1), entry(2)])
+    paused = await st.pause_target(f"channel:{C1}", "Missing Access", NOW)
+    assert [s.target for s in paused] == [f"channel:{C1}"]
+    assert await st.pause_target(f"channel:{C1}", "Missing Access", NOW) == []  # already paused
+    rows = await st.db.fetchall("SELECT state, error FROM deliveries WHERE target = ? ORDER BY id", (f"channel:{C1}",))
+    assert rows == [("failed", "Missing Access"), ("failed", "Missing Access")]
+    assert await st.due_targets(NOW) == [f"channel:{C2}"]
+    subs = {s.target: s for s in await st.subscriptions(fid)}
+    assert subs[f"channel:{C1}"].paused and subs[f"channel:{C1}"].pause_reason == "Missing Access"
+    assert not subs[f"channel:{C2}"].paused
+    # the feed is still polled for the other target
+    assert [f.id for f in await st.claim_due_feeds(NOW + 1000, 10, 60)] == [fid]
+
+
+async def test_set_paused_for_a_feed_and_for_a_guild(backend: Backend) -> None:
+    st = backend.storage
+    fid = await channel_feed(st)
+    await st.add_feed("https://example.com/feed.xml", target=f"channel:{C2}", guild_id=G2, name="ex", backfill=0,
+                      now=NOW)
+    assert await st.set_paused(fid, True, "maintenance") == 1
+    assert await st.claim_due_feeds(NOW, 10, 60) == []
+    views = [await st.list_feeds(G1), await st.list_feeds(G2)]
+    assert [[(f.paused, f.pause_reason) for f in v] for v in views] == [[(True, "maintenance")]] * 2
+    await st.set_paused(fid, False)
+    assert [f.id for f in await st.claim_due_feeds(NOW, 10, 60)] == [fid]
+    assert not any(f.paused for f in await st.list_feeds())
+
+    # one guild pauses its subscription: only its view and its deliveries are affected
+    assert await st.set_paused(fid, True, "guild says so", guild_id=G1) == 1
+    [g1] = await st.list_feeds(G1)
+    [g2] = await st.list_feeds(G2)
+    assert (g1.paused, g1.pause_reason) == (True, "guild says so")
+    assert not g2.paused
+    await poll(st, fid, [entry(1)], NOW + 100)
+    assert await st.due_targets(NOW + 100) == [f"channel:{C2}"]
+    assert [f.id for f in await st.claim_due_feeds(NOW + 1000, 10, 60)] == [fid]  # G2 still wants it
+    await st.set_paused(fid, False, guild_id=G1)
+    assert sorted(await st.due_targets(NOW + 100)) == [f"channel:{C1}", f"channel:{C2}"]
+
+
+async def test_list_and_find_feeds_per_guild(backend: Backend) -> None:
+    st = backend.storage
+    f1 = await channel_feed(st, "https://one.example/feed", name="Alpha")
+    f2 = await channel_feed(st, "https://two.example/feed", channel=C2, guild=G2, name="Beta")
+    await poll(st, f1, [entry(1), entry(2)], first=True)
+    assert [f.id for f in await st.list_feeds(G1)] == [f1]
+    assert [f.id for f in await st.list_feeds(G2)] == [f2]
+    assert sorted(f.id for f in await st.list_feeds()) == sorted([f1, f2])
+    [info] = await st.list_feeds(G1)
+    assert (info.name, info.url, info.entries, info.targets) == ("Alpha", "https://one.example/feed", 2, [f"channel:{C1}"])
+    assert info.title == "Feed title"
+    for key in ("alpha", "https://one.example/feed", str(f1)):
+        found = await st.find_feed(key, G1)
+        assert found is not None and found.id == f1
+    assert await st.find_feed("beta", G1) is None  # another guild's feed is invisible
+    assert await st.find_feed(str(f2), G1) is None
+    assert (await st.find_feed("beta", G2)).id == f2  # type: ignore[union-attr]
+    assert await st.remove_subscriptions(f2, G1) == 0
+    assert await st.remove_subscriptions(f2, G2) == 1
+    assert await st.list_feeds(G2) == []
+
+
+async def test_add_feed_backfills_a_new_subscription_from_stored_entries(backend: Backend) -> None:
+    st = backend.storage
+    fid = await channel_feed(st)
+    await poll(st, fid, [entry(n) for n in range(1, 6)], first=True)
+    again = await st.add_feed("https://example.com/feed.xml", target=f"channel:{C2}", guild_id=G2, name="mine",
+                              backfill=2, now=NOW + 5)
+    assert again == fid
+    ids = await drain_ids(st, f"channel:{C2}")
+    assert [e.title for e in await st.get_entries([i for t in ids for i in t])] == ["Post 4", "Post 5"]
+    # adding it again creates nothing new
+    await st.add_feed("https://example.com/feed.xml", target=f"channel:{C2}", guild_id=G2, name="mine", backfill=2,
+                      now=NOW + 6)
+    assert await st.claim_delivery(f"channel:{C2}", NOW + 6, 60) is None
+    # a feed never polled: nothing to backfill yet, the first poll will do it
+    new = await st.add_feed("https://new.example/feed", target=f"channel:{C3}", guild_id=G1, name="new", backfill=3,
+                            now=NOW)
+    assert await st.claim_delivery(f"channel:{C3}", NOW, 60) is None
+    [state] = [f for f in await st.claim_due_feeds(NOW, 10, 60) if f.id == new]
+    assert state.backfill == 3 and not state.has_entries
+
+
+async def test_recent_newest_first_with_guild_scope(backend: Backend) -> None:
+    st = backend.storage
+    f1 = await channel_feed(st)
+    f2 = await channel_feed(st, "https://two.example/feed", channel=C2, guild=G2, name="two")
+    await poll(st, f1, [entry(1), entry(3), entry(2)], first=True)
+    await poll(st, f2, [entry(10, link="https://two.example/10")], first=True)
+    assert [e.title for e in await st.recent(guild_id=G1, feed_id=None, limit=10)] == ["Post 3", "Post 2", "Post 1"]
+    assert [e.title for e in await st.recent(guild_id=G1, feed_id=None, limit=2)] == ["Post 3", "Post 2"]
+    assert [e.title for e in await st.recent(guild_id=None, feed_id=None, limit=1)] == ["Post 10"]
+    assert [e.title for e in await st.recent(guild_id=G2, feed_id=None, limit=10)] == ["Post 10"]
+    assert await st.recent(guild_id=G2, feed_id=f1, limit=10) == []
+    latest = (await st.recent(guild_id=G1, feed_id=f1, limit=1))[0]
+    assert latest.feed_name == "Feed title" and latest.feed_title == "Feed title"  # feeds.name is set by config only
+
+
+async def test_meta_settings(backend: Backend) -> None:
+    st = backend.storage
+    assert await st.get_meta("command_hash") is None
+    await st.set_meta("command_hash", "abc")
+    await st.set_meta("command_hash", "def")
+    assert await st.get_meta("command_hash") == "def"
+    assert await (await backend.another()).get_meta("command_hash") == "def"
+
+
+# --- search ---------------------------------------------------------------------------------------
+
+
+async def _search_corpus(st: SqlStorage) -> tuple[int, int]:
+    f1 = await channel_feed(st)
+    f2 = await channel_feed(st, "https://two.example/feed", channel=C2, guild=G2, name="two")
+    await poll(st, f1, [
+        entry(1, "Kubernetes in production", "Notes from running clusters at scale."),
+        entry(2, "Weekly notes", "This week we upgraded kubernetes and the ingress controller."),
+        entry(3, "Container orchestration explained", "Schedulers, pods and services."),
+        entry(4, "My résumé, updated", "Looking for a new role in platform engineering."),
+        entry(5, "The quick fox", "A quick fox jumps over the lazy dog."),
+        entry(6, "A different animal", "The quick brown fox sleeps."),
+    ], first=True)
+    await poll(st, f2, [entry(7, "Kubernetes secrets in guild two", "Only guild two sees this.",
+                              link="https://two.example/7")], first=True)
+    return f1, f2
+
+
+async def test_search_title_outranks_body_and_ties_go_to_the_newer(backend: Backend) -> None:
+    st = backend.storage
+    await _search_corpus(st)
+    page = await st.search("kubernetes", guild_id=G1)
+    assert page.total == 2
+    assert [h.entry.title for h in page.hits] == ["Kubernetes in production", "Weekly notes"]  # body match is newer
+    assert page.hits[0].feed_name == "Feed title"
+    # two title matches of equal weight: the newer first
+    f3 = await channel_feed(st, "https://three.example/feed", channel=C3, name="three")
+    await poll(st, f3, [entry(20, "Rust tips", "x", link="https://three.example/20", published=NOW - 50),
+                        entry(21, "Rust tips", "x", link="https://three.example/21", published=NOW - 40)], first=True)
+    page = await st.search("rust tips", guild_id=G1)
+    assert [h.entry.link for h in page.hits] == ["https://three.example/21", "https://three.example/20"]
+
+
+async def test_search_stems_and_ignores_diacritics(backend: Backend) -> None:
+    st = backend.storage
+    await _search_corpus(st)
+    assert [h.entry.title for h in (await st.search("orchestrating", guild_id=G1)).hits] == [
+        "Container orchestration explained"]
+    for q in ("resume", "Résumé", "RESUME updated"):
+        assert [h.entry.title for h in (await st.search(q, guild_id=G1)).hits] == ["My résumé, updated"], q
+
+
+async def test_search_phrases_match_only_as_phrases(backend: Backend) -> None:
+    st = backend.storage
+    await _search_corpus(st)
+    assert {h.entry.title for h in (await st.search("quick fox", guild_id=G1)).hits} == {
+        "The quick fox", "A different animal"}
+    assert [h.entry.title for h in (await st.search('"quick fox"', guild_id=G1)).hits] == ["The quick fox"]
+    assert [h.entry.title for h in (await st.search('"brown fox" quick', guild_id=G1)).hits] == ["A different animal"]
+    assert (await st.search('"fox quick"', guild_id=G1)).total == 0
+
+
+@pytest.mark.parametrize("query", [
+    '"', '"""', "'", "kubernetes'", "*", "kube*", "-kubernetes", "kubernetes NEAR production", "NEAR(a b)",
+    "kubernetes AND production", "kubernetes OR foo", "NOT kubernetes", "(kubernetes", "kubernetes)", "a & b | !c",
+    "<->", "fox:*", "title:kubernetes", "🚀 kubernetes 🎉", "🚀", "\\", "%_", "x" * 1000, ("kubernetes " * 200),
+    "\x00", "'; DROP TABLE entries; --", "?", "$1",
+])
+async def test_search_hostile_inputs_never_raise(backend: Backend, query: str) -> None:
+    st = backend.storage
+    await _search_corpus(st)
+    page = await st.search(query, guild_id=G1)
+    assert page.total >= 0 and len(page.hits) <= 5
+    assert await count(st, "SELECT COUNT(*) FROM entries") == 7  # still there
+    if query.strip(" *-()\\%_\"'?$1🚀") == "":
+        assert page.total == 0
+
+
+@pytest.mark.parametrize("query", ["", "   ", '""', "***", "()", "-", "🚀🎉"])
+async def test_search_empty_queries_find_nothing(backend: Backend, query: str) -> None:
+    st = backend.storage
+    await _search_corpus(st)
+    page = await st.search(query, guild_id=G1)
+    assert (page.total, page.hits) == (0, [])
+
+
+async def test_search_quoting_operators_are_text(backend: Backend) -> None:
+    st = backend.storage
+    await _search_corpus(st)
+    # operators are words here: "kubernetes OR foo" needs "foo" too, so it finds nothing
+    assert (await st.search("kubernetes OR foo", guild_id=G1)).total == 0
+    assert (await st.search("-kubernetes", guild_id=G1)).total == 2  # not a negation
+    assert (await st.search("kube*", guild_id=G1)).total == 0  # not a prefix query
+    assert (await st.search("🚀 kubernetes production", guild_id=G1)).total == 1
+
+
+async def test_search_guild_feed_and_since_scopes(backend: Backend) -> None:
+    st = backend.storage
+    f1, f2 = await _search_corpus(st)
+    assert (await st.search("kubernetes", guild_id=G1)).total == 2
+    assert [h.entry.feed_id for h in (await st.search("kubernetes", guild_id=G2)).hits] == [f2]
+    assert (await st.search("kubernetes")).total == 3
+    assert (await st.search("kubernetes", feed_id=f2)).total == 1
+    assert (await st.search("kubernetes", guild_id=G1, feed_id=f2)).total == 0
+    assert (await st.search("secrets", guild_id=G1)).total == 0
+    # since: entry 1 was published at NOW - 9999, entry 2 at NOW - 9998
+    page = await st.search("kubernetes", guild_id=G1, since=NOW - 9998)
+    assert [h.entry.title for h in page.hits] == ["Weekly notes"] and page.total == 1
+    assert (await st.search("kubernetes", guild_id=G1, since=int(NOW))).total == 0  # an int is a time too
+
+
+async def test_search_paging(backend: Backend) -> None:
+    st = backend.storage
+    fid = await channel_feed(st)
+    await poll(st, fid, [entry(n, f"Gardening log {n}", "Tomatoes again.") for n in range(1, 8)], first=True)
+    pages = [await st.search("gardening", guild_id=G1, limit=3, offset=o) for o in (0, 3, 6, 9)]
+    assert [p.total for p in pages] == [7, 7, 7, 7]
+    assert [len(p.hits) for p in pages] == [3, 3, 1, 0]
+    titles = [h.entry.title for p in pages for h in p.hits]
+    assert titles == [f"Gardening log {n}" for n in range(7, 0, -1)]  # equal rank: newest first
+
+
+async def test_search_snippet_highlights_terms(backend: Backend) -> None:
+    st = backend.storage
+    await _search_corpus(st)
+    [hit] = (await st.search("ingress", guild_id=G1)).hits
+    assert "**ingress**" in hit.snippet
+    assert len(hit.snippet) < 400
+    [hit] = (await st.search("upgraded controller", guild_id=G1)).hits
+    assert "**upgraded**" in hit.snippet and "**controller**" in hit.snippet
+    assert isinstance(hit.rank, float)
+
+
+@requires_pg
+async def test_postgres_search_without_unaccent_still_folds_accents(pg_schema: str) -> None:
+    from bot.storage.postgres import PostgresStorage
+
+    st = PostgresStorage(PG_DSN, schema=pg_schema, unaccent=False)  # type: ignore[arg-type]
+    await st.open()
+    try:
+        assert st.db.search_fold == "nfd"
+        fid = await channel_feed(st)
+        await poll(st, fid, [entry(1, "Crème brûlée", "Mon résumé. Orchestration."), entry(2, "Plain", "Nothing.")],
+                   first=True)
+        for q in ("creme brulee", "resume", "orchestrating", '"creme brulee"'):
+            assert [h.entry.title for h in (await st.search(q, guild_id=G1)).hits] == ["Crème brûlée"], q
+    finally:
+        await st.close()
