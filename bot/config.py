@@ -403,13 +403,15 @@ def config_from_dict(data: dict[str, Any], path: Path | None = None) -> Config:
         values = check.fields(table, where, _FEED)
         if "url" not in table:
             check.problems.append(f"{where}.url: missing (every feed needs a url)")
-            continue
+        # a target that is present but invalid was reported above; do not also call it missing
+        bad_targets = any(k in table and k not in values for k in ("channels", "webhooks"))
+        if not values.get("channels") and not values.get("webhooks") and not bad_targets:
+            if "channels" in table:
+                check.problems.append(f"{where}.channels: must list at least one channel id")
+            else:
+                check.problems.append(f"{where}.channels: missing (give at least one channel id, or webhooks)")
         if "url" not in values:
             continue
-        if not values.get("channels") and not values.get("webhooks") and "channels" not in table:
-            check.problems.append(f"{where}.channels: missing (give at least one channel id, or webhooks)")
-        elif "channels" in values and not values["channels"] and not values.get("webhooks"):
-            check.problems.append(f"{where}.channels: must list at least one channel id")
         name = values.get("name")
         if name is not None:
             if name.lower() in seen_names:

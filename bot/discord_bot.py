@@ -70,6 +70,8 @@ def error_id() -> str:
 class HeraldBot(commands.Bot):
     def __init__(self, config: Config, *, once: bool = False, clock: Callable[[], float] = time.time,
                  herald: Herald | None = None) -> None:
+        discord.VoiceClient.warn_nacl = False  # Herald never joins voice
+        discord.VoiceClient.warn_dave = False
         intents = discord.Intents.none()
         intents.guilds = True  # channels, threads, roles and the bot's own member; nothing privileged
         super().__init__(

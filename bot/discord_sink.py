@@ -121,7 +121,7 @@ class DiscordSink:
     async def _send_channel(self, claimed: ClaimedDelivery, channel_id: int, payload: dict[str, Any], nonce: str) -> str:
         ctype = await self._channel_type(channel_id)
         if ctype is None:
-            raise PermanentDeliveryError(f"channel {channel_id} not found (Unknown Channel)", target_broken=True, status=404)
+            raise PermanentDeliveryError(f"channel {channel_id} not found (HTTP 404: Unknown Channel)", target_broken=True, status=404)
         name = thread_name(claimed.entries[0]) if claimed.delivery.kind == "entry" else \
             (payload["embeds"][0].get("title") or "More posts")[: limits.THREAD_NAME]
         if ctype == discord.ChannelType.forum or ctype == discord.ChannelType.media:

@@ -28,7 +28,7 @@ def normalise_link(link: str | None) -> str | None:
         port = parts.port
     except ValueError:
         return text
-    if host.startswith("www."):
+    while host.startswith("www."):  # a loop, so a normalised link normalises to itself
         host = host[4:]
     if port and port not in (80, 443):
         host = f"{host}:{port}"
@@ -46,7 +46,7 @@ def normalise_link(link: str | None) -> str | None:
     out = host + path
     if query:
         out += "?" + urlencode(query)
-    return out or None
+    return out.strip() or None
 
 
 def content_hash(title: str, date: str | None, summary: str) -> str:

@@ -85,10 +85,12 @@ class SqlStorage:
             return feed_id
         cols = ["url", "created", *fields]
         row = await tx.fetchone(
-            f"INSERT INTO feeds ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)}) RETURNING id",
+            f"INSERT INTO feeds ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"
+            " ON CONFLICT (url) DO NOTHING RETURNING id",
             (url, now, *fields.values()),
         )
-        assert row is not None
+        if row is None:  # another process inserted it in between
+            return await self._upsert_feed(tx, url, now, **fields)
         return int(row[0])
 
     async def _upsert_subscription(
@@ -466,9 +468,12 @@ class SqlStorage:
         await self.db.execute("UPDATE deliveries SET lease_until = 0, attempts = attempts - 1 WHERE id = ?", (delivery_id,))
 
     async def next_delivery_time(self) -> float | None:
+        # only each target's head counts: the rows behind it wait for it, whatever their own times
         row = await self.db.fetchone(
             "SELECT MIN(CASE WHEN d.lease_until > d.next_attempt THEN d.lease_until ELSE d.next_attempt END)"
             " FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id WHERE d.state = 'pending' AND s.paused = 0"
+            " AND d.id = (SELECT MIN(x.id) FROM deliveries x JOIN subscriptions y ON y.id = x.subscription_id"
+            " WHERE x.target = d.target AND x.state = 'pending' AND y.paused = 0)"
         )
         return float(row[0]) if row and row[0] is not None else None
 

@@ -160,21 +160,25 @@ class SQLiteDB:
 
     def _migrate(self) -> None:
         assert self._conn is not None
-        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > len(MIGRATIONS):
-            raise StorageError(
-                f"database {self.path} has schema version {version}, newer than this Herald knows ({len(MIGRATIONS)}); upgrade Herald"
-            )
-        for i in range(version, len(MIGRATIONS)):
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
+        if self._conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS):
+            return
+        # the version is read again under the write lock: two processes starting on a new file do not race
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                raise StorageError(
+                    f"database {self.path} has schema version {version}, newer than this Herald knows "
+                    f"({len(MIGRATIONS)}); upgrade Herald"
+                )
+            for i in range(version, len(MIGRATIONS)):
                 for stmt in _split_sql(MIGRATIONS[i]):
                     self._conn.execute(stmt)
                 self._conn.execute(f"PRAGMA user_version = {i + 1}")
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+            self._conn.execute("COMMIT")
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
 
     async def open(self) -> None:
         if self._executor is None:

@@ -1,0 +1,54 @@
+"""Running the real HeraldBot (discord.py) against the fake Discord, in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import discord
+import discord.gateway
+import discord.http
+
+from bot.config import Config, config_from_dict
+from bot.discord_bot import HeraldBot, apply_endpoints
+
+SEED = Path(__file__).parent.parent / "examples" / "seed-vsoch.rss.xml"
+
+
+def make_config(tmp_path: Path, fake: Any, feeds: list[dict[str, Any]], **sections: dict[str, Any]) -> Config:
+    data: dict[str, Any] = {
+        "discord": {"token_env": "HERALD_TEST_TOKEN", "api_base": fake.api_base, "gateway_url": fake.gateway_url},
+        "storage": {"url": f"sqlite:///{tmp_path / 'herald.db'}"},
+        "polling": {"interval": "10m", "timeout": "5s"},
+        "feeds": feeds,
+    }
+    for key, value in sections.items():
+        data.setdefault(key, {}).update(value)
+    return config_from_dict(data, tmp_path / "herald.toml")
+
+
+@contextlib.asynccontextmanager
+async def running_bot(config: Config, token: str, *, timeout: float = 15.0, **kwargs: Any) -> AsyncIterator[HeraldBot]:
+    """Starts the bot, waits until its startup check ran, yields it, and closes it."""
+    saved = (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
+    apply_endpoints(config.discord)
+    bot = HeraldBot(config, **kwargs)
+    task = asyncio.create_task(bot.start(token))
+    checked = asyncio.create_task(bot.targets_checked.wait())
+    try:
+        done, _ = await asyncio.wait({task, checked}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            task.result()  # raises the bot's error
+            raise AssertionError("the bot stopped before it was ready")
+        if checked not in done:
+            raise AssertionError(f"the bot was not ready within {timeout}s")
+        yield bot
+    finally:
+        checked.cancel()
+        if not bot.is_closed():
+            await bot.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(task, 10)
+        discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved
