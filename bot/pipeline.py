@@ -126,6 +126,7 @@ class Poller:
         self._batcher = _WriteBatcher(storage)
         self._wake = asyncio.Event()
         self.last_cycle: float | None = None
+        self.cycle_done = asyncio.Event()  # set after every completed cycle (health checks, tests)
         self._config_urls = {f.url for f in config.feeds}
 
     def wake(self) -> None:
@@ -151,6 +152,7 @@ class Poller:
             if everything or len(feeds) < limit:
                 break
         self.last_cycle = self.clock()
+        self.cycle_done.set()
         return stats
 
     async def _poll_one(self, feed: FeedState, stats: PollStats) -> PollResult:
