@@ -12,6 +12,7 @@ from urllib.parse import urljoin, urlsplit
 from urllib.request import url2pathname
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 
 from bot import USER_AGENT
 from bot.errors import FeedGone, FetchError, FetchTimeout, TooLarge, UnsafeURL
@@ -60,7 +61,9 @@ class Fetcher:
     def __init__(
         self, *, timeout: float = 20.0, max_bytes: int = 5_000_000, concurrency: int = 32, per_host: int = 4,
         allow_private: bool = False, user_agent: str = USER_AGENT,
+        resolver: AbstractResolver | None = None, public_addresses: frozenset[str] = frozenset(),
     ) -> None:
+        """``resolver`` replaces DNS (tests); ``public_addresses`` are treated as public by the guard (tests)."""
         self.timeout = timeout
         self.max_bytes = max_bytes
         self.per_host = per_host
@@ -70,6 +73,8 @@ class Fetcher:
         self._hosts: dict[str, asyncio.Semaphore] = {}
         self._sessions: dict[bool, aiohttp.ClientSession] = {}
         self._concurrency = concurrency
+        self._resolver = resolver
+        self._public_addresses = public_addresses
 
     def _session(self, guarded: bool) -> aiohttp.ClientSession:
         guarded = guarded and not self.allow_private
@@ -77,7 +82,7 @@ class Fetcher:
         if session is None or session.closed:
             connector = aiohttp.TCPConnector(
                 limit=self._concurrency, limit_per_host=self.per_host, ttl_dns_cache=300,
-                resolver=GuardedResolver() if guarded else None,
+                resolver=GuardedResolver(self._resolver, allowed=self._public_addresses) if guarded else self._resolver,
             )
             session = aiohttp.ClientSession(
                 connector=connector, headers={"User-Agent": self.user_agent, "Accept": ACCEPT},
