@@ -501,7 +501,7 @@ class SqlStorage:
     def _guild_scope(self, guild_id: int | None, feed_id: int | None) -> tuple[str, list[Any]]:
         conds, args = [], []
         if guild_id is not None:
-            conds.append("EXISTS (SELECT 1 FROM subscriptions s WHERE s.feed_id = e.feed_id AND s.guild_id = ? AND s.active = 1)")
+            conds.append("e.feed_id IN (SELECT s.feed_id FROM subscriptions s WHERE s.guild_id = ? AND s.active = 1)")
             args.append(guild_id)
         if feed_id is not None:
             conds.append("e.feed_id = ?")

@@ -14,7 +14,7 @@ from typing import Any, AsyncIterator, Callable, Sequence, TypeVar
 from bot.errors import StorageError
 from bot.storage.base import SearchHit, SearchPage
 from bot.storage.db import Row
-from bot.storage.sql import _ENTRY_COLS, _FEED_NAME, SqlStorage, _entry
+from bot.storage.sql import SqlStorage
 from bot.storage.search import fts5_query
 
 T = TypeVar("T")
@@ -303,20 +303,34 @@ class SQLiteStorage(SqlStorage):
         if since is not None:
             where += " AND COALESCE(e.published, e.first_seen) >= ?"
             args.append(since)
-        base = f"FROM entries_fts JOIN entries e ON e.id = entries_fts.rowid WHERE entries_fts MATCH ? AND {where}"
-        total_row = await self.db.fetchone(f"SELECT COUNT(*) {base}", (match, *args))
-        total = int(total_row[0]) if total_row else 0
-        if total == 0:
-            return SearchPage(0, [])
+        # One pass ranks every match and counts them (bm25 cannot sit in a window query, hence the CTE);
+        # snippets are made afterwards for the page's rows only.
         rows = await self.db.fetchall(
-            f"SELECT {_ENTRY_COLS}, f.title, {_FEED_NAME}, bm25(entries_fts, {_TITLE_WEIGHT}, 1.0) AS rank,"
-            " snippet(entries_fts, 1, '**', '**', '…', 24), highlight(entries_fts, 0, '**', '**')"
-            f" {base.replace('JOIN entries e ON e.id = entries_fts.rowid', 'JOIN entries e ON e.id = entries_fts.rowid JOIN feeds f ON f.id = e.feed_id')}"
-            " ORDER BY rank, COALESCE(e.published, e.first_seen) DESC, e.id DESC LIMIT ? OFFSET ?",
+            f"WITH m AS MATERIALIZED (SELECT rowid AS id, bm25(entries_fts, {_TITLE_WEIGHT}, 1.0) AS r"
+            " FROM entries_fts WHERE entries_fts MATCH ?)"
+            f" SELECT e.id, m.r, COUNT(*) OVER () FROM m JOIN entries e ON e.id = m.id WHERE {where}"
+            " ORDER BY m.r, COALESCE(e.published, e.first_seen) DESC, e.id DESC LIMIT ? OFFSET ?",
             (match, *args, limit, offset),
         )
-        hits = [SearchHit(entry=_entry(r, r[10], r[11]), feed_name=r[11], snippet=r[13] or "", rank=float(r[12]))
-                for r in rows]
+        if not rows:
+            if offset <= 0:
+                return SearchPage(0, [])
+            count = await self.db.fetchone(
+                f"SELECT COUNT(*) FROM entries_fts JOIN entries e ON e.id = entries_fts.rowid"
+                f" WHERE entries_fts MATCH ? AND {where}", (match, *args),
+            )
+            return SearchPage(int(count[0]) if count else 0, [])
+        total = int(rows[0][2])
+        ids = [r[0] for r in rows]
+        snippets = {
+            r[0]: r[1] for r in await self.db.fetchall(
+                "SELECT rowid, snippet(entries_fts, 1, '**', '**', '…', 24) FROM entries_fts"
+                f" WHERE entries_fts MATCH ? AND {self._in_list('rowid')}", (match, self._list_param(ids)),
+            )
+        }
+        entries = {e.id: e for e in await self.get_entries(ids)}
+        hits = [SearchHit(entry=entries[i], feed_name=entries[i].feed_name or "", snippet=snippets.get(i) or "",
+                          rank=float(r)) for i, r, _ in rows if i in entries]
         return SearchPage(total, hits)
 
 
