@@ -132,9 +132,10 @@ def _run(config: Config, args: argparse.Namespace) -> int:
 async def _dry_run(config: Config, *, once: bool, as_json: bool) -> int:
     from bot.app import Herald
     from bot.deliver import ConsoleSink
+    from bot.metrics import Metrics
 
     sink = ConsoleSink(sys.stdout, as_json=as_json)
-    async with Herald(config, sink) as herald:
+    async with Herald(config, sink, metrics=Metrics()) as herald:
         if once:
             started = time.perf_counter()
             stats, sent = await herald.run_once()
@@ -142,9 +143,16 @@ async def _dry_run(config: Config, *, once: bool, as_json: bool) -> int:
                      " %d entries stored, %d announcements printed", time.perf_counter() - started, stats.polled,
                      stats.parsed, stats.not_modified, stats.unchanged, stats.errors, stats.stored, sent)
             return 0
+        from bot.ops import start_ops
+
         stop = asyncio.Event()
         _install_signal_handlers(stop)
-        await herald.run(stop)
+        ops = await start_ops(config, herald)
+        try:
+            await herald.run(stop)
+        finally:
+            if ops is not None:
+                await ops.stop()
     return 0
 
 

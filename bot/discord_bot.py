@@ -24,6 +24,8 @@ from bot.config import Config, DiscordConfig
 from bot.discord_sink import DiscordSink
 from bot.errors import HeraldError
 from bot.logs import register_secret
+from bot.metrics import Metrics
+from bot.ops import OpsServer, start_ops
 
 log = logging.getLogger("herald.discord")
 
@@ -74,15 +76,18 @@ class HeraldBot(commands.Bot):
         discord.VoiceClient.warn_dave = False
         intents = discord.Intents.none()
         intents.guilds = True  # channels, threads, roles and the bot's own member; nothing privileged
+        self.metrics = (herald.metrics if herald is not None else None) or Metrics()
         super().__init__(
             command_prefix=commands.when_mentioned, intents=intents, help_command=None,
             allowed_mentions=discord.AllowedMentions.none(), max_ratelimit_timeout=30.0,
+            http_trace=self.metrics.trace_config(),
         )
         self.config = config
         self.once = once
         self.clock = clock
         self.sink = DiscordSink(self)
-        self.herald = herald or Herald(config, self.sink, clock=clock)
+        self.herald = herald or Herald(config, self.sink, clock=clock, metrics=self.metrics)
+        self.ops: OpsServer | None = None
         self.herald.alert = self.send_alert
         self.storage = self.herald.storage
         self.targets_checked = asyncio.Event()
@@ -91,6 +96,8 @@ class HeraldBot(commands.Bot):
 
     async def setup_hook(self) -> None:
         await self.herald.open()
+        if not self.once:
+            self.ops = await start_ops(self.config, self.herald, bot=self)
         for ext in EXTENSIONS:
             await self.load_extension(ext)
         await self.sync_commands()
@@ -99,6 +106,8 @@ class HeraldBot(commands.Bot):
         try:
             await super().close()  # unloads the cogs: the pipeline stops and hands back in-flight rows
         finally:
+            if self.ops is not None:
+                await self.ops.stop()
             await self.sink.close()
             await self.herald.close()
 

@@ -158,6 +158,10 @@ class Poller:
     async def _poll_one(self, feed: FeedState, stats: PollStats) -> PollResult:
         outcome = await self.poll_feed(feed, stats)
         res = await self._batcher.submit(outcome)
+        if res.stored:
+            self._count("entries_stored", "", res.stored)
+        if res.paused:
+            self._count("feed_paused", "")
         if self.on_stored is not None and res.announced:
             self.on_stored(res)
         if res.paused and self.on_paused is not None and outcome.pause_reason:
@@ -236,15 +240,16 @@ class Poller:
         )
         if decision.new:
             log.info("feed %s: %d new, %d to announce%s", feed.name or parsed.title or feed.url, len(decision.new),
-                     len(decision.announce), f" (+{len(decision.digest)} in a digest)" if decision.digest else "")
+                     len(decision.announce), f" (+{len(decision.digest)} in a digest)" if decision.digest else "",
+                     extra={"feed": feed.name or feed.url})
         return PollOutcome(
             feed.id, now, nxt, "new", http_status=200, etag=result.etag, last_modified=result.last_modified,
             body_hash=body_hash, title=parsed.title, link=parsed.link, decision=decision, new_url=new_url,
         )
 
-    def _count(self, name: str, label: str) -> None:
+    def _count(self, name: str, label: str, amount: int = 1) -> None:
         if self.metrics is not None:
-            self.metrics.count(name, label)  # type: ignore[attr-defined]
+            self.metrics.count(name, label, amount)  # type: ignore[attr-defined]
 
     def _observe(self, name: str, value: float) -> None:
         if self.metrics is not None:
