@@ -76,6 +76,14 @@ def _plain_key(key: str) -> str:
     return key.split(":", 1)[1] if ":" in key else key
 
 
+def _log_fields(claimed: ClaimedDelivery, target: str) -> dict[str, Any]:
+    """``extra=`` for log lines about one delivery: the JSON log gets feed, target and entry fields."""
+    feed = (claimed.entries[0].feed_name if claimed.entries else None) or claimed.feed_title
+    keys = [_plain_key(e.key) for e in claimed.entries]
+    entry = ",".join(keys[:5]) + (f",+{len(keys) - 5} more" if len(keys) > 5 else "")
+    return {"feed": feed, "target": target, "entry": entry, "delivery": claimed.delivery.id}
+
+
 def _human(claimed: ClaimedDelivery, payload: dict[str, Any]) -> str:
     embed = payload["embeds"][0]
     lines = [f"── {claimed.feed_title or 'feed'} → {claimed.subscription.target}"]
@@ -162,7 +170,7 @@ class DeliveryWorker:
         except TransientDeliveryError as exc:
             delay = delivery_backoff(d.attempts, retry_after=exc.retry_after)
             log.warning("delivery %d to %s failed (attempt %d), retrying in %.1fs: %s", d.id, target, d.attempts, delay, exc,
-                        extra={"target": target})
+                        extra=_log_fields(claimed, target))
             await self.storage.retry_later(d.id, self.clock() + delay, str(exc)[:500])
             self._count("delivery", "retry")
             return False
@@ -180,7 +188,7 @@ class DeliveryWorker:
                     except Exception:
                         log.exception("could not send the notice for %s", target)
                 return False
-            log.error("delivery %d to %s was rejected: %s", d.id, target, exc, extra={"target": target})
+            log.error("delivery %d to %s was rejected: %s", d.id, target, exc, extra=_log_fields(claimed, target))
             await self.storage.mark_failed(d.id, str(exc)[:1000], self.clock())
             return True
         except asyncio.CancelledError:
@@ -189,6 +197,8 @@ class DeliveryWorker:
             raise
         self._observe("delivery_seconds", time.perf_counter() - started)
         await self.storage.mark_delivered(d.id, message_id, self.clock())
+        log.info("announced %s in %s", claimed.entries[0].title if d.kind == "entry" else "a digest", target,
+                 extra=_log_fields(claimed, target))
         self.sent += 1
         self._count("delivery", "sent")
         return True

@@ -82,6 +82,7 @@ def setup_logging(level: str = "INFO", fmt: str = "text", stream: TextIO | None 
     handler._herald = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper())
+    logging.captureWarnings(True)  # Python warnings become log records too (one JSON line each, redacted)
     # discord.py is chatty at DEBUG and logs gateway payloads; keep it at INFO unless debugging
     logging.getLogger("discord").setLevel(max(logging.INFO, root.level) if level.upper() != "DEBUG" else logging.INFO)
     logging.getLogger("discord.http").setLevel(logging.WARNING if level.upper() != "DEBUG" else logging.INFO)
