@@ -336,3 +336,52 @@ async def test_command_sync_only_when_changed(tmp_path, fake):
     async with running_bot(config, TOKEN):
         pass
     assert fake.command_sync_count(guild) == 1
+
+
+async def test_feed_add_quota_and_missing_permission(fake, world):
+    bot = world["bot"]
+    noembed = fake.add_channel(world["guild"], "noembed", perms=["view_channel", "send_messages"])
+    rec, resp = await command(fake, world, "feed", {"url": world["site"].url("/feed.xml"), "channel": noembed},
+                              subcommand="add")
+    [follow] = await rec.wait_followups(1, timeout=10)
+    assert "lacks Embed Links" in follow["content"]
+    object.__setattr__(bot.config.discord, "feed_quota", 0)
+    follow = await _add(fake, world, world["site"].url("/feed.xml"))
+    assert "limit (0)" in follow["content"] and "Added" not in follow["content"]
+
+
+async def test_unexpected_error_gets_an_error_id_that_is_logged(fake, world, monkeypatch, caplog):
+    async def broken(*args, **kwargs):
+        raise RuntimeError("database on fire")
+
+    monkeypatch.setattr(world["bot"].storage, "recent", broken)
+    _, resp = await command(fake, world, "recent", {})
+    content = resp["data"]["content"]
+    assert resp["data"]["flags"] & EPHEMERAL
+    eid = content.split("error id `")[1].split("`")[0]
+    assert len(eid) == 8
+    assert any(eid in r.getMessage() and r.exc_info for r in caplog.records)
+    assert "database on fire" not in content  # internals stay in the log
+
+
+async def test_cli_search_and_feeds_list(tmp_path, fake, world):
+    import json
+    import subprocess
+    import sys
+
+    bot = world["bot"]
+    db = bot.config.storage_url()
+    cfg = tmp_path / "cli.toml"
+    cfg.write_text(f'[storage]\nurl = "{db}"\n')
+    run = lambda *a: subprocess.run([sys.executable, "-m", "bot", *a, "--config", str(cfg)], capture_output=True,
+                                    text=True, timeout=60)
+    out = run("search", "kubernetes", "--feed", "vsoch", "--json")
+    assert out.returncode == 0, out.stderr
+    first = json.loads(out.stdout.splitlines()[0])
+    assert first["title"] == "Rootless User-Space Kubernetes with GPU" and "**" in first["snippet"]
+    out = run("search", "kubernetes", "--feed", "secret-feed")
+    assert out.returncode == 0 and "Secret kubernetes plans" in out.stdout and "Rootless" not in out.stdout
+    out = run("search", '"NEAR" (*')
+    assert out.returncode == 0 and "no results" in out.stdout
+    out = run("feeds", "list")
+    assert out.returncode == 0 and "vsoch" in out.stdout and "secret-feed" in out.stdout
