@@ -266,9 +266,10 @@ def _date(ts: float | None) -> str:
 
 
 async def _feeds(config: Config, args: argparse.Namespace) -> int:
+    # No sync of the config here: only `herald run` makes the database's feeds match a config file,
+    # so listing with another file (or none) never deactivates the running bot's feeds.
     storage = await _open_storage(config)
     try:
-        await storage.sync_config_feeds(config.feeds, time.time())
         if args.feeds_command == "list":
             feeds = await storage.list_feeds()
             if getattr(args, "json", False):
