@@ -6,6 +6,7 @@ import asyncio
 import email.utils
 import hashlib
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
@@ -19,6 +20,8 @@ from bot.errors import FeedGone, FetchError, FetchTimeout, TooLarge, UnsafeURL
 from bot.netguard import GuardedResolver, check_url, unsafe_cause
 
 MAX_REDIRECTS = 5
+# Herald decompresses bodies itself (see Fetcher._read_capped), so it offers only what it decodes.
+ACCEPT_ENCODING = "gzip, deflate"
 ACCEPT = "application/rss+xml, application/atom+xml, application/feed+json, application/json;q=0.9, application/xml;q=0.9, text/xml;q=0.8, */*;q=0.5"
 
 
@@ -35,6 +38,20 @@ class FetchResult:
     @property
     def body_hash(self) -> str:
         return hashlib.sha256(self.body).hexdigest()
+
+
+def _inflater(encoding: str, head: bytes) -> "zlib._Decompress | None":
+    """A decompressor for a Content-Encoding (``head``: the body's first bytes), None for none."""
+    enc = encoding.strip().lower()
+    if enc in ("", "identity"):
+        return None
+    if enc in ("gzip", "x-gzip"):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if enc == "deflate":  # zlib-wrapped as the RFC says; some servers send raw deflate or gzip
+        if head[:1] == b"\x1f" or (head[:1] and head[0] & 0x0F == 8):
+            return zlib.decompressobj(32 + zlib.MAX_WBITS)
+        return zlib.decompressobj(-zlib.MAX_WBITS)
+    raise FetchError(f"unsupported Content-Encoding {encoding!r} (Herald asks for {ACCEPT_ENCODING})")
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -85,8 +102,8 @@ class Fetcher:
                 resolver=GuardedResolver(self._resolver, allowed=self._public_addresses) if guarded else self._resolver,
             )
             session = aiohttp.ClientSession(
-                connector=connector, headers={"User-Agent": self.user_agent, "Accept": ACCEPT},
-                auto_decompress=True, trust_env=False,
+                connector=connector, headers={"User-Agent": self.user_agent, "Accept": ACCEPT, "Accept-Encoding": ACCEPT_ENCODING},
+                auto_decompress=False, trust_env=False,
             )
             self._sessions[guarded] = session
         return session
@@ -181,13 +198,39 @@ class Fetcher:
         raise FetchError(f"more than {MAX_REDIRECTS} redirects")
 
     async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes:
+        """The body, decompressed here rather than by aiohttp: each network chunk is inflated
+        at most up to what max_bytes still allows, so a gzip bomb (1 GB of zeros in 1 MB)
+        costs max_bytes of memory, whatever aiohttp version decodes the HTTP around it."""
+        encoding = resp.headers.get("Content-Encoding", "")
+        inflater: "zlib._Decompress | None" = None
         chunks: list[bytes] = []
         size = 0
+        started = False
         async for chunk in resp.content.iter_chunked(65536):
-            size += len(chunk)
-            if size > self.max_bytes:
-                raise TooLarge(f"response is over max_bytes ({self.max_bytes} bytes)")
-            chunks.append(chunk)
+            if not started and chunk:
+                inflater, started = _inflater(encoding, chunk), True
+            data = chunk
+            while data:
+                if inflater is None:
+                    piece, data = data, b""
+                else:
+                    try:
+                        piece = inflater.decompress(data, self.max_bytes - size + 1)
+                    except zlib.error as exc:
+                        raise FetchError(f"the body is not valid {encoding} data ({exc})") from None
+                    data = inflater.unconsumed_tail
+                size += len(piece)
+                if size > self.max_bytes:
+                    raise TooLarge(f"response is over max_bytes ({self.max_bytes} bytes)")
+                chunks.append(piece)
+                if inflater is not None and inflater.eof:
+                    break
+            if inflater is not None and inflater.eof:
+                break  # whatever follows the end of the compressed stream is not read
+        if not started:
+            _inflater(encoding, b"")  # an empty body: still refuse an encoding Herald cannot decode
+        elif inflater is not None and not inflater.eof:
+            raise FetchError("the compressed body ended before its end marker (truncated response)")
         return b"".join(chunks)
 
     async def _fetch_file(self, url: str) -> FetchResult:
