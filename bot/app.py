@@ -44,6 +44,10 @@ class Herald:
     async def open(self) -> None:
         await self.storage.open()
         self._opened = True
+        if self.storage.exclusive:
+            # An embedded database belongs to one Herald process: leases left by a process that was
+            # killed would otherwise hold its in-flight delivery back until they expire.
+            await self.storage.release_all_leases()
         await self.storage.sync_config_feeds(self.config.feeds, self.clock())
 
     async def close(self) -> None:

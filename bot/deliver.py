@@ -118,6 +118,7 @@ class DeliveryWorker:
         self.metrics = metrics
         self._wake = asyncio.Event()
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._stopping = False
         self.sent = 0
         self.failed = 0
 
@@ -139,7 +140,7 @@ class DeliveryWorker:
 
     async def _target_loop(self, target: str) -> None:
         try:
-            while True:
+            while not self._stopping:  # on shutdown, finish the send in flight and claim no more
                 claimed = await self.storage.claim_delivery(target, self.clock(), self.lease)
                 if claimed is None:
                     return
@@ -236,6 +237,7 @@ class DeliveryWorker:
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Lets in-flight sends finish for up to ``timeout`` seconds, then cancels (handing rows back)."""
+        self._stopping = True
         tasks = list(self._tasks.values())
         if not tasks:
             return

@@ -464,6 +464,18 @@ class SqlStorage:
             "UPDATE deliveries SET next_attempt = ?, error = ?, lease_until = 0 WHERE id = ?", (at, error, delivery_id)
         )
 
+    @property
+    def exclusive(self) -> bool:
+        """True when one Herald process owns the database (SQLite, embedded)."""
+        return self.db.dialect == "sqlite"
+
+    async def release_all_leases(self) -> None:
+        """Hands back every lease. Only for a database that one Herald process uses (SQLite):
+        the leases of a killed process then do not hold its feeds and deliveries back."""
+        async with self.db.transaction() as tx:
+            await tx.execute("UPDATE deliveries SET lease_until = 0 WHERE state = 'pending' AND lease_until > 0")
+            await tx.execute("UPDATE feeds SET lease_until = 0 WHERE lease_until > 0")
+
     async def release(self, delivery_id: int) -> None:
         await self.db.execute("UPDATE deliveries SET lease_until = 0, attempts = attempts - 1 WHERE id = ?", (delivery_id,))
 
