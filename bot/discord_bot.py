@@ -71,7 +71,8 @@ def error_id() -> str:
 
 class HeraldBot(commands.Bot):
     def __init__(self, config: Config, *, once: bool = False, clock: Callable[[], float] = time.time,
-                 herald: Herald | None = None) -> None:
+                 herald: Herald | None = None, **options: Any) -> None:
+        """``options`` go to discord.py's Bot (tests shorten ``guild_ready_timeout``)."""
         discord.VoiceClient.warn_nacl = False  # Herald never joins voice
         discord.VoiceClient.warn_dave = False
         intents = discord.Intents.none()
@@ -80,7 +81,7 @@ class HeraldBot(commands.Bot):
         super().__init__(
             command_prefix=commands.when_mentioned, intents=intents, help_command=None,
             allowed_mentions=discord.AllowedMentions.none(), max_ratelimit_timeout=30.0,
-            http_trace=self.metrics.trace_config(),
+            http_trace=self.metrics.trace_config(), **options,
         )
         self.config = config
         self.once = once

@@ -34,6 +34,7 @@ async def running_bot(config: Config, token: str, *, timeout: float = 15.0, **kw
     """Starts the bot, waits until its startup check ran, yields it, and closes it."""
     saved = (discord.http.Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
     apply_endpoints(config.discord)
+    kwargs.setdefault("guild_ready_timeout", 0.1)  # the fake sends every GUILD_CREATE right after READY
     bot = HeraldBot(config, **kwargs)
     task = asyncio.create_task(bot.start(token))
     checked = asyncio.create_task(bot.targets_checked.wait())
