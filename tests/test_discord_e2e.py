@@ -144,7 +144,7 @@ async def test_5xx_and_429_then_everything_arrives_once(tmp_path, fake):
     guild = fake.add_guild()
     channel = fake.add_channel(guild, "flaky")
     url = write_feed(tmp_path / "f.xml", numbered_items(12))
-    fake.fail_next(4, status=502, route="/channels/{channel_id}/messages")
+    fake.fail_next(2, status=502, route="/channels/{channel_id}/messages")
     fake.rate_limit_next(3, retry_after=0.3, route="/channels/{channel_id}/messages")
     config = make_config(tmp_path, fake, [{"url": url, "channels": [channel], "backfill": 12, "max_per_poll": 20}])
     async with running_bot(config, TOKEN) as bot:
