@@ -60,7 +60,7 @@ def decide(known: Known, parsed: list[ParsedEntry] | tuple[ParsedEntry, ...], po
     ordered = chronological(new, now)
     if known.first_fetch:
         count = max(0, policy.backfill)
-        to_announce = ordered[len(ordered) - count:] if count else []
+        to_announce = ordered[max(0, len(ordered) - count):] if count else []
     else:
         to_announce = ordered
     digest: list[ParsedEntry] = []

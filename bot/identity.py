@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 _TRACKING_PREFIXES = ("utm_",)
+_WWW = re.compile(r"^(?:www\.)+")
 _TRACKING_PARAMS = frozenset({"fbclid", "gclid", "mc_cid", "mc_eid", "ref_src"})
 
 
@@ -28,15 +30,10 @@ def normalise_link(link: str | None) -> str | None:
         port = parts.port
     except ValueError:
         return text
-    while host.startswith("www."):  # a loop, so a normalised link normalises to itself
-        host = host[4:]
+    host = _WWW.sub("", host)  # every leading "www.", so a normalised link normalises to itself
     if port and port not in (80, 443):
         host = f"{host}:{port}"
-    path = parts.path or "/"
-    while path.endswith("/") and len(path) > 1:
-        path = path[:-1]
-    if path == "/":
-        path = ""
+    path = parts.path.rstrip("/")  # every trailing slash, in one step
     query = [
         (k, v)
         for k, v in parse_qsl(parts.query, keep_blank_values=True)

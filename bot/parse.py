@@ -37,8 +37,11 @@ def parse_feed(body: bytes, headers: Mapping[str, str] | None = None, url: str |
     ctype = lower.get("content-type", "").lower()
     if _JSON_START.match(body[:64]) or "json" in ctype:
         return _parse_json_feed(body, url)
+    response_headers = dict(lower)
+    if url and not response_headers.get("content-location"):
+        response_headers["content-location"] = url  # the base for relative links, with or without other headers
     try:
-        result = feedparser.parse(body, response_headers=lower or {"content-location": url or ""})
+        result = feedparser.parse(body, response_headers=response_headers)
     except Exception as exc:  # feedparser raises on some malformed input
         raise ParseError(f"feed could not be parsed: {type(exc).__name__}: {exc}") from None
     warning = None
@@ -96,7 +99,7 @@ def _entry_from_feedparser(e: Any, position: int, base: str | None) -> ParsedEnt
     author = e.get("author") or (e.get("author_detail") or {}).get("name")
     author = strip_tags(author) if author else None
     published = _ts(e.get("published_parsed")) or _ts(e.get("updated_parsed"))
-    updated = _ts(e.get("updated_parsed"))
+    updated = _ts(dict.get(e, "updated_parsed"))  # not e.get: feedparser would answer with the published date
     date_text = e.get("published") or e.get("updated")
     return ParsedEntry(
         key=entry_key(e.get("id"), link, title, date_text, summary),

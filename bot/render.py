@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import re
 from datetime import datetime, timezone
 from typing import Any
@@ -14,7 +15,12 @@ ELLIPSIS = "…"
 EMBED_COLOR = 0xE67E22
 _MD_SPECIAL = re.compile(r"([\\*_~`|\[\]])")
 _MD_LINE_START = re.compile(r"^(\s*)(?:([#>-])|(\d+)\.)", re.M)
-_MASKED_LINK = re.compile(r"\[([^\]\n]{0,512})\]\((<?)([^)\s>]+)(>?)\)")
+# The target of a masked link: padded with spaces, maybe in <>, maybe with a "title". The
+# lookahead and back-reference make the URL match atomic (no backtracking), so it is linear.
+_LINK_TARGET = re.compile(
+    r"\s*<?(?=((?:\\.|\([^()]{0,512}\)|[^\s\\()<>]){1,2048}))\1>?(?:\s+(?:\"[^\"]{0,512}\"|'[^']{0,512}'))?\s*\)"
+)
+_MARKUP = re.compile(r"\\(?=[^0-9A-Za-z\s])|[*_~`|\[\]<>]")
 _URLISH = re.compile(r"(?:[a-z][a-z0-9+.-]*://|www\.)\S|^[\w-]+(?:\.[\w-]+)+(?:/\S*)?$", re.I)
 
 
@@ -34,7 +40,7 @@ def truncate(text: str, limit: int) -> str:
         return ELLIPSIS[:limit]
     cut = text[: limit - len(ELLIPSIS)]
     space = max(cut.rfind(" "), cut.rfind("\n"))
-    if space >= len(cut) // 2:
+    if space >= len(cut) // 2 and text[len(cut)] not in " \n":  # already at a word's end: keep that word
         cut = cut[:space]
     # never leave half a masked link "[text](http..." behind
     open_bracket = cut.rfind("[")
@@ -49,16 +55,124 @@ def truncate(text: str, limit: int) -> str:
     return cut + ELLIPSIS
 
 
+def _misleading(text: str, url: str) -> bool:
+    """True when link text shows a URL (markup aside) that is not where the link goes."""
+    shown = _MARKUP.sub("", text).strip()
+    return bool(_URLISH.search(shown)) and normalise_link(shown) != normalise_link(url)
+
+
+def _link_text_ends(md: str) -> list[int]:
+    """For each position, where link text read from there ends at the latest: the index of
+    the "](" that closes it, or -1. Link text as Discord's Markdown reads it is made of
+    "[...]" groups, characters other than brackets, and "]" when the next bracket after it is
+    a "]" too ("[[a]](u)", "[a]b](u)"). Computed right to left in one pass: linear."""
+    last = [-1] * (len(md) + 2)
+    next_close = -1  # index of the nearest "]" right of the current position
+    next_bracket = ""  # the nearest "[" or "]" right of it
+    for p in range(len(md) - 1, -1, -1):
+        c = md[p]
+        if c == "[":
+            last[p] = last[next_close + 1] if next_close != -1 else -1
+        elif c == "]":
+            here = p if md.startswith("(", p + 1) else -1
+            further = last[p + 1] if next_bracket == "]" else -1
+            last[p] = further if further != -1 else here
+        else:
+            last[p] = last[p + 1]
+        if c == "]":
+            next_close = p
+        if c in "[]":
+            next_bracket = c
+    return last
+
+
+def _escaped(md: str, i: int) -> bool:
+    n = 0
+    while i - n - 1 >= 0 and md[i - n - 1] == "\\":
+        n += 1
+    return n % 2 == 1
+
+
+_URL_MARK = re.compile(r"[a-z0-9+.-]://|www\.", re.I)
+_HOST_AND_PATH = re.compile(r"[\w-]+(?:\.[\w-]+)+(?:/\S*)?")
+_SPACE = re.compile(r"\s")
+_NON_SPACE = re.compile(r"\S")
+
+
+class _Shown:
+    """The Markdown as a reader sees it (markup characters removed), indexed so that whether a
+    stretch of it shows a URL takes no work that grows with the stretch's length."""
+
+    def __init__(self, md: str) -> None:
+        self.markup = [m.start() for m in _MARKUP.finditer(md)]
+        self.text = _MARKUP.sub("", md)
+        marks = [(m.start(), m.end()) for m in _URL_MARK.finditer(self.text)]
+        self.mark_starts = [a for a, _ in marks]
+        self.mark_ends = [b for _, b in marks]
+        self.spaces = [m.start() for m in _SPACE.finditer(self.text)]
+
+    def _at(self, i: int) -> int:
+        return i - bisect.bisect_left(self.markup, i)
+
+    def urlish(self, start: int, end: int) -> bool:
+        """Does md[start:end], as shown, hold a scheme or "www.", or is it a host name (and path)?"""
+        s0, s1 = self._at(start), self._at(end)
+        i = bisect.bisect_left(self.mark_starts, s0)
+        if i < len(self.mark_starts) and self.mark_ends[i] < s1:
+            return True
+        first = _NON_SPACE.search(self.text, s0, s1)
+        if first is None:
+            return False
+        s0 = first.start()
+        j = bisect.bisect_left(self.spaces, s0)
+        if j < len(self.spaces) and self.spaces[j] < s1:  # one word only, maybe with spaces after it
+            if _NON_SPACE.search(self.text, self.spaces[j], s1):
+                return False
+            s1 = self.spaces[j]
+        return _HOST_AND_PATH.fullmatch(self.text, s0, s1) is not None
+
+
 def defuse_masked_links(markdown: str) -> str:
-    """``[https://good](https://evil)`` shows one URL and opens another: show the real target."""
+    """``[https://good](https://evil)`` shows one URL and opens another: show the real target.
 
-    def repl(m: re.Match[str]) -> str:
-        text, url = m.group(1), m.group(3)
-        if _URLISH.search(text.strip()) and normalise_link(text.strip()) != normalise_link(url):
-            return f"{escape_markdown(text)} (<{url}>)" if text.strip() else url
-        return m.group(0)
-
-    return _MASKED_LINK.sub(repl, markdown)
+    A masked link whose text shows a URL (markup aside) that is not its target becomes
+    ``text (<target>)``; one whose target cannot be told for sure is made plain text. Runs in
+    about linear time whatever the input, since feed text is hostile input.
+    """
+    if "](" not in markdown:
+        return markdown
+    last = _link_text_ends(markdown)
+    shown: _Shown | None = None
+    targets: dict[int, re.Match[str] | None] = {}
+    out: list[str] = []
+    pos = 0
+    a = markdown.find("[")
+    while a != -1:
+        end = last[a + 1]
+        if end == -1 or _escaped(markdown, a):
+            a = markdown.find("[", a + 1)
+            continue
+        if end not in targets:
+            targets[end] = _LINK_TARGET.match(markdown, end + 2)
+        target = targets[end]
+        shown = shown or _Shown(markdown)
+        if shown.urlish(a + 1, end):
+            text = markdown[a + 1:end]
+            plain = _MARKUP.sub("", text).strip()
+            if target is None or normalise_link(plain) != normalise_link(target.group(1)):
+                out.append(markdown[pos:a])
+                if target is not None:
+                    out.append(f"{escape_markdown(text)} (<{target.group(1)}>)")
+                    pos = target.end()
+                else:
+                    out.append("\\[" + escape_markdown(text) + "\\](")
+                    pos = end + 2
+                a = markdown.find("[", pos)
+                continue
+        # an honest link: what is inside it is its text, not links of its own
+        a = markdown.find("[", target.end() if target is not None else a + 1)
+    out.append(markdown[pos:])
+    return "".join(out)
 
 
 def iso_timestamp(ts: float) -> str:
@@ -103,8 +217,9 @@ def render_entry(entry: StoredEntry, feed_title: str | None, sub: Subscription |
     url = _http_url(entry.link)
     if url:
         embed["url"] = url
-    if entry.author:
-        embed["author"] = {"name": truncate(" ".join(entry.author.split()), limits.EMBED_AUTHOR_NAME)}
+    author = " ".join((entry.author or "").split())
+    if author:  # Discord refuses an empty author name
+        embed["author"] = {"name": truncate(author, limits.EMBED_AUTHOR_NAME)}
     footer = " ".join((feed_title or "").split())
     if footer:
         embed["footer"] = {"text": truncate(footer, limits.EMBED_FOOTER_TEXT)}
@@ -141,7 +256,10 @@ def render_digest(entries: list[StoredEntry], feed_title: str | None, sub: Subsc
     for i, e in enumerate(entries):
         label = truncate(escape_markdown(" ".join(e.title.split()) or "Untitled post"), 200)
         url = _http_url(e.link)
-        line = f"- [{label}]({url})" if url else f"- {label}"
+        if url and _misleading(" ".join(e.title.split()), url):
+            line = f"- {label} (<{url}>)"  # a title that shows another URL does not mask the link
+        else:
+            line = f"- [{label}]({url})" if url else f"- {label}"
         remaining = len(entries) - i
         tail = f"\n… and {remaining} more"
         if used + len(line) + 1 + len(tail) > budget:
