@@ -227,13 +227,15 @@ class DeliveryWorker:
                 due = None
             now = self.clock()
             delay = 5.0 if due is None else min(5.0, max(0.05, due - now))
-            tasks = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
-            tasks.extend(asyncio.ensure_future(asyncio.shield(t)) for t in list(self._tasks.values()))
+            # wake on stop, on new deliveries, on a target finishing (its next row may be due), or on time
+            waiters: list[asyncio.Future[object]] = [asyncio.ensure_future(stop.wait()),
+                                                     asyncio.ensure_future(self._wake.wait())]
+            waiters.extend(asyncio.shield(task) for task in list(self._tasks.values()))
             try:
-                await asyncio.wait(tasks, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
             finally:
-                for t in tasks:
-                    t.cancel()
+                for waiter in waiters:
+                    waiter.cancel()
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Lets in-flight sends finish for up to ``timeout`` seconds, then cancels (handing rows back)."""

@@ -46,8 +46,8 @@ def parse_feed(body: bytes, headers: Mapping[str, str] | None = None, url: str |
         raise ParseError(f"feed could not be parsed: {type(exc).__name__}: {exc}") from None
     warning = None
     if result.get("bozo"):
-        exc = result.get("bozo_exception")
-        warning = f"{type(exc).__name__}: {exc}" if exc else "malformed feed"
+        bozo = result.get("bozo_exception")
+        warning = f"{type(bozo).__name__}: {bozo}" if bozo else "malformed feed"
         if not result.entries and not result.get("version"):
             raise ParseError(f"not a feed ({_short(warning)})")
     if not result.get("version") and not result.entries:

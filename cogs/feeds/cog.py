@@ -111,7 +111,7 @@ class FeedsCog(commands.GroupCog, group_name="feed", group_description="Manage t
         await interaction.response.send_message(f"Removed **{info.name}**. Its past posts stay searchable.", ephemeral=True)
 
     @app_commands.command(name="list", description="List this server's feeds")
-    async def list(self, interaction: discord.Interaction) -> None:
+    async def list_feeds(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None
         feeds = await self.bot.storage.list_feeds(interaction.guild_id)
         embed = discord.Embed(title=f"Feeds ({len(feeds)})", color=EMBED_COLOR)
