@@ -448,4 +448,38 @@ def load_config(path: str | os.PathLike[str] | None = None) -> Config:
         raise ConfigError([f"{p}: not UTF-8 text"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{p}: not valid TOML: {exc}"]) from None
-    return config_from_dict(data, p.resolve())
+    used = _apply_env_overrides(data)
+    try:
+        return config_from_dict(data, p.resolve())
+    except ConfigError as exc:
+        raise ConfigError([_name_env(problem, used) for problem in exc.problems]) from None
+
+
+# Environment variables that override one key of the file (containers, systemd units):
+# variable → (section, key). A relative SQLite path in HERALD_STORAGE_URL is still relative to the
+# config file's folder, so give an absolute one (sqlite:////data/herald.db).
+ENV_OVERRIDES = {
+    "HERALD_STORAGE_URL": ("storage", "url"),
+    "HERALD_HTTP_LISTEN": ("http", "listen"),
+}
+
+
+def _apply_env_overrides(data: dict[str, Any]) -> dict[str, str]:
+    """Sets the keys whose variable is set; returns {"section.key": variable} for error messages."""
+    used: dict[str, str] = {}
+    for var, (section, key) in ENV_OVERRIDES.items():
+        value = os.environ.get(var, "").strip()
+        if not value:
+            continue
+        table = data.setdefault(section, {})
+        if isinstance(table, dict):
+            table[key] = value
+            used[f"{section}.{key}"] = var
+    return used
+
+
+def _name_env(problem: str, used: dict[str, str]) -> str:
+    for where, var in used.items():
+        if problem.startswith(where + ":"):
+            return f"{where} (from ${var}){problem[len(where):]}"
+    return problem
