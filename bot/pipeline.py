@@ -206,6 +206,15 @@ class Poller:
                 next_fetch=next_fetch(now, interval, errors=errors, retry_after=retry_after, max_backoff=policy_cfg.max_backoff),
                 pause_reason=pause,
             )
+        except StorageError:
+            raise
+        except Exception as exc:  # a bug (or a library error) on one feed's input must not break every cycle
+            log.exception("feed %s: unexpected error while polling", feed.url, extra={"feed": feed.name or feed.url})
+            errors = feed.error_count + 1
+            return PollOutcome(
+                feed_id=feed.id, now=now, status="error", error=f"internal error: {type(exc).__name__}: {exc}"[:500],
+                next_fetch=next_fetch(now, interval, errors=errors, max_backoff=policy_cfg.max_backoff),
+            )
         finally:
             self._observe("fetch_seconds", time.perf_counter() - started)
 
