@@ -10,6 +10,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import re
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -237,6 +238,10 @@ class Poller:
         self._observe("parse_seconds", time.perf_counter() - t0)
         stats.parsed += 1
         self._count("poll", "200")
+        if parsed.warning and _cut_short(result.body, parsed):
+            # its last entry may be cut in half (no GUID, half a title): storing it would announce it
+            # broken now and again, whole, when the document is complete
+            raise ParseError("the document is truncated (it ends before its root element closes); nothing stored")
         if parsed.warning:
             log.info("feed %s is malformed but readable: %s", feed.url, parsed.warning)
         keys = [e.key for e in parsed.entries]
@@ -286,6 +291,18 @@ async def _wait_any(a: asyncio.Event, b: asyncio.Event, timeout: float) -> None:
     finally:
         for t in tasks:
             t.cancel()
+
+
+_ROOT_CLOSE = re.compile(rb"</\s*(?:[A-Za-z_][\w.-]*:)?(?:rss|feed|RDF)\s*>", re.I)
+
+
+def _cut_short(body: bytes, parsed: ParsedFeed) -> bool:
+    """True when a malformed XML feed never closes its root element (``</rss>``, ``</feed>``,
+    ``</rdf:RDF>``): the server stopped writing part-way. Text after the root (a PHP warning)
+    does not count; UTF-16/32 documents are not checked."""
+    if (parsed.version or "").startswith("json") or b"\x00" in body[:4]:
+        return False
+    return _ROOT_CLOSE.search(body[-65536:]) is None
 
 
 def _human(seconds: float) -> str:
