@@ -129,6 +129,7 @@ class Poller:
         self.last_cycle: float | None = None
         self.cycle_done = asyncio.Event()  # set after every completed cycle (health checks, tests)
         self._config_urls = {f.url for f in config.feeds}
+        self._moved_warned: set[int] = set()
 
     def wake(self) -> None:
         self._wake.set()
@@ -223,6 +224,14 @@ class Poller:
                            stats: PollStats) -> PollOutcome:
         nxt = next_fetch(now, interval)
         new_url = result.permanent_url if result.permanent_url and result.permanent_url != feed.url else None
+        if new_url and feed.url in self._config_urls:
+            # A config feed's URL is its identity in the config file: rewriting it would make the next
+            # start see a new feed (and re-announce its backfill). Follow the redirect; tell the operator.
+            if feed.id not in self._moved_warned:
+                self._moved_warned.add(feed.id)
+                log.warning("feed %s moved permanently to %s; Herald follows the redirect on every poll: "
+                            "update its url in the config file", feed.url, new_url, extra={"feed": feed.name or feed.url})
+            new_url = None
         if result.status == 304:
             stats.not_modified += 1
             self._count("poll", "304")
