@@ -160,6 +160,10 @@ class Poller:
     async def _poll_one(self, feed: FeedState, stats: PollStats) -> PollResult:
         outcome = await self.poll_feed(feed, stats)
         res = await self._batcher.submit(outcome)
+        if outcome.status != "error" and feed.error_count:
+            failing = f" (failing for {_human(outcome.now - feed.first_error_at)})" if feed.first_error_at else ""
+            log.info("feed %s recovered after %d failed polls%s", feed.name or feed.url, feed.error_count, failing,
+                     extra={"feed": feed.name or feed.url})
         if res.stored:
             self._count("entries_stored", "", res.stored)
         if res.paused:
