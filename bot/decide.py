@@ -33,27 +33,34 @@ def decide(known: Known, parsed: list[ParsedEntry] | tuple[ParsedEntry, ...], po
     - An entry is known when its key, or its normalised link, was seen before:
       a feed that changes every GUID at once (http to https, a new generator)
       announces nothing again.
-    - Duplicate keys or links within one document count once.
+    - Duplicate keys or links within one document count once. A link that
+      entries with different titles share (a podcast whose every episode
+      links to its home page) identifies none of them: only keys count there.
     - On the first fetch, only the newest ``policy.backfill`` entries are
       announced; the rest are remembered.
     - When more than ``policy.max_per_poll`` entries are to be announced, the
       newest ``max_per_poll`` are announced one by one and the older rest go
       in one digest.
     """
+    titles_by_link: dict[str, set[str]] = {}
+    for e in parsed:
+        if e.link_key is not None:
+            titles_by_link.setdefault(e.link_key, set()).add(e.title)
     seen_keys: set[str] = set()
     seen_links: set[str] = set()
     new: list[ParsedEntry] = []
     rekey: list[tuple[str, str]] = []
     for e in parsed:
-        if e.key in seen_keys or (e.link_key is not None and e.link_key in seen_links):
+        link = e.link_key if e.link_key is not None and len(titles_by_link[e.link_key]) == 1 else None
+        if e.key in seen_keys or (link is not None and link in seen_links):
             continue
         seen_keys.add(e.key)
-        if e.link_key is not None:
-            seen_links.add(e.link_key)
+        if link is not None:
+            seen_links.add(link)
         if e.key in known.keys:
             continue
-        if e.link_key is not None and e.link_key in known.link_keys:
-            rekey.append((e.link_key, e.key))
+        if link is not None and link in known.link_keys:
+            rekey.append((link, e.key))
             continue
         new.append(e)
 
