@@ -240,6 +240,24 @@ async def test_guidless_entries_do_not_flood(tmp_path, feed_server: FeedServer) 
     assert sent == 2 and sorted(sink.titles) == ["Note 0", "Post 4"]
 
 
+async def test_podcast_episodes_sharing_one_link_are_each_announced(tmp_path, feed_server: FeedServer) -> None:
+    def episodes(numbers):
+        return [{"title": f"Episode {n}", "link": "https://podcast.example/", "guid": f"ep-{n}",
+                 "date": 1_700_000_000.0 + n * 86400} for n in sorted(numbers, reverse=True)]
+
+    feed_server.set("/feed.xml", rss(episodes(range(1, 4))))
+    sink = RecordingSink()
+    herald = await open_herald(make_config(tmp_path, [{"url": feed_server.url("/feed.xml"), "backfill": 1}]), sink)
+    try:
+        stats, _ = await herald.run_once()
+        assert stats.stored == 3 and sink.titles == ["Episode 3"]
+        feed_server.set("/feed.xml", rss(episodes(range(1, 5))))
+        stats, sent = await herald.run_once()
+    finally:
+        await herald.close()
+    assert stats.stored == 1 and sent == 1 and sink.titles == ["Episode 3", "Episode 4"]
+
+
 async def test_every_guid_changing_at_once_announces_nothing(tmp_path, feed_server: FeedServer) -> None:
     old = numbered_items(range(1, 6), base="http://blog.example/posts/")
     feed_server.set("/feed.xml", rss(old))
