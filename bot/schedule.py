@@ -15,8 +15,9 @@ def next_fetch(
     """The next fetch time.
 
     A healthy feed waits ``interval`` ± 10 %. After ``errors`` consecutive
-    failures it waits ``interval · 2^(errors-1)``, at least 30 s and capped at
-    ``max_backoff``, with ±10 % jitter. A server's Retry-After is a floor.
+    failures it waits ``interval · 2^(errors-1)``, at least 30 s, with ±10 %
+    jitter, and never longer than ``max_backoff`` (at the cap the jitter only
+    shortens the wait). A server's Retry-After is a floor.
     """
     r = rng or random
     if errors <= 0:
@@ -24,6 +25,8 @@ def next_fetch(
     else:
         delay = min(max_backoff, max(MIN_RETRY, interval) * (2 ** min(errors - 1, 30)))
     delay *= 1 + r.uniform(-JITTER, JITTER)
+    if errors > 0 and delay > max_backoff:
+        delay = max_backoff * (1 - r.uniform(0, JITTER))
     if retry_after is not None:
         delay = max(delay, min(retry_after, 7 * 86400.0))
     return now + delay
