@@ -107,8 +107,8 @@ class Rig:
     async def cycle(self, *, publish_control: bool = True) -> None:
         """Publishes a control entry, advances one step, polls what is due and delivers."""
         if publish_control:
-            self.control.append(self.control[-1] + 1)
-            self.server.serve("/control.xml", hostile.feed(self.control, prefix="Ctl"))
+            self.control.append(self.control[-1] + 1)  # the document shows the newest five, like most feeds
+            self.server.serve("/control.xml", hostile.feed(self.control[-5:], prefix="Ctl"))
         await self.herald.poller.poll_due()
         await self.herald.worker.deliver_due()
         if publish_control:  # the control feed is never late, whatever the victim does
