@@ -9,11 +9,11 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Sequence, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, Sequence, TypeVar
 
 from bot.errors import StorageError
-from bot.storage.base import SearchHit, SearchPage
-from bot.storage.db import Row
+from bot.storage.base import PollOutcome, PollResult, SearchHit, SearchPage
+from bot.storage.db import Conn, Row
 from bot.storage.sql import SqlStorage
 from bot.storage.search import fts5_query
 
@@ -267,6 +267,71 @@ class SQLiteDB:
         if self._conn is not None and self._conn.in_transaction:
             self._conn.execute("ROLLBACK")
 
+    async def run_transaction(self, body: Callable[[Conn], Awaitable[T]]) -> T:
+        """Runs ``body(conn)`` as one transaction in a single trip to the database thread.
+
+        ``body`` is written against the ordinary async :class:`Conn` interface, but the
+        connection it receives executes each statement at once and never suspends, so
+        the coroutine is driven to its end on the database thread. A batch of many
+        small statements (one poll outcome each) then costs one thread hop instead of
+        one per statement. All or nothing, like :meth:`transaction`.
+        """
+        async with self._lock:
+            return await self._run(self._wrap, lambda: self._transaction_on_thread(body))
+
+    def _transaction_on_thread(self, body: Callable[[Conn], Awaitable[T]]) -> T:
+        conn = self._conn
+        assert conn is not None
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = _drive(body(_ThreadConn(conn)))
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+
+class _ThreadConn:
+    """A :class:`Conn` for code already on the database thread: each call runs at once."""
+
+    dialect = "sqlite"
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    async def fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        return self._conn.execute(sql, args).fetchall()
+
+    async def fetchone(self, sql: str, args: Sequence[Any] = ()) -> Row | None:
+        return self._conn.execute(sql, args).fetchone()
+
+    async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        return self._conn.execute(sql, args).rowcount
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self._conn.executemany(sql, rows)
+
+    async def insert_many_returning(self, sql: str, rows: Sequence[Sequence[Any]]) -> list[Any]:
+        out = []
+        for r in rows:
+            got = self._conn.execute(sql, r).fetchone()
+            out.append(got[0] if got else None)
+        return out
+
+
+def _drive(coro: Awaitable[T]) -> T:
+    """Runs a coroutine that never suspends to its end, synchronously."""
+    it = coro.__await__()
+    try:
+        it.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    it.close()
+    raise RuntimeError("a database-thread transaction tried to wait for something else")
+
 
 def _split_sql(script: str) -> list[str]:
     """Splits a migration into statements, keeping trigger bodies whole."""
@@ -289,8 +354,20 @@ def _split_sql(script: str) -> list[str]:
 
 
 class SQLiteStorage(SqlStorage):
+    db: SQLiteDB
+
     def __init__(self, path: str) -> None:
         super().__init__(SQLiteDB(path))
+
+    async def apply_polls(self, outcomes: Sequence[PollOutcome]) -> list[PollResult]:
+        """The same writes as :meth:`SqlStorage.apply_polls`, in one trip to the database thread."""
+        if not outcomes:
+            return []
+
+        async def body(tx: Conn) -> list[PollResult]:
+            return [await self._apply_poll(tx, o) for o in outcomes]
+
+        return await self.db.run_transaction(body)
 
     async def search(
         self, query: str, *, guild_id: int | None = None, feed_id: int | None = None, since: float | None = None,
