@@ -196,13 +196,14 @@ class HeraldBot(commands.Bot):
     # --- alerts -------------------------------------------------------------------------------
 
     async def send_alert(self, kind: str, feed_id: int | None, text: str) -> None:
-        """Posts a notice to the alerts channel: [discord] alerts_channel, or the feed's first channel."""
-        channel_id = self.config.discord.alerts_channel
-        if channel_id is None and feed_id is not None:
-            subs = await self.storage.subscriptions(feed_id)
-            alert_opts = [s for s in subs if s.channel_id is not None]
-            if alert_opts:
-                channel_id = alert_opts[0].channel_id
+        """Posts a notice about a feed: to the feed's own alerts_channel, else [discord] alerts_channel,
+        else the feed's first channel that is not paused (a broken channel cannot take its own notice)."""
+        subs = await self.storage.subscriptions(feed_id) if feed_id is not None else []
+        channel_id = next((s.alerts_channel for s in subs if s.alerts_channel), None) or self.config.discord.alerts_channel
+        if channel_id is None:
+            usable = [s for s in subs if s.channel_id is not None and not s.paused]
+            if usable:
+                channel_id = usable[0].channel_id
         if channel_id is None:
             log.warning("no alerts channel for: %s", text)
             return

@@ -109,6 +109,7 @@ class Subscription:
     paused: bool = False
     pause_reason: str | None = None
     source: str = "config"
+    alerts_channel: int | None = None  # where notices about this feed go (FeedConfig.alerts_channel)
 
     @property
     def channel_id(self) -> int | None:

@@ -40,7 +40,7 @@ def _subscription(row: Sequence[Any]) -> Subscription:
         id=sid, feed_id=feed_id, target=target, guild_id=guild_id,
         mention_roles=tuple(opts.get("mention_roles", ())), create_thread=bool(opts.get("create_thread")),
         username=opts.get("username"), avatar_url=opts.get("avatar_url"),
-        paused=bool(paused), pause_reason=reason, source=source,
+        paused=bool(paused), pause_reason=reason, source=source, alerts_channel=opts.get("alerts_channel"),
     )
 
 
