@@ -12,6 +12,7 @@ from bot.deliver import DeliveryWorker, Sink
 from bot.fetch import Fetcher
 from bot.models import FeedState
 from bot.pipeline import ParsePool, Poller, PollStats
+from bot.render import escape_markdown
 from bot.storage import open_storage
 from bot.storage.base import Storage
 
@@ -114,5 +115,24 @@ class Herald:
             await self.alert("feed", feed.id, text)
 
     async def _target_broken(self, target: str, reason: str) -> None:
-        if self.alert is not None:
-            await self.alert("target", None, f"Stopped announcing into {target}: {reason}")
+        """One notice when Discord refuses a target (deleted channel, lost permission), routed like a
+        feed's notices: the target's own subscription is paused by now, so it is never the one used."""
+        if self.alert is None:
+            return
+        subs = [s for s in await self.storage.subscriptions() if s.target == target]
+        feed_names = []
+        for info in await self.storage.list_feeds():
+            if any(s.feed_id == info.id for s in subs):
+                feed_names.append(info.name)
+        where = f"<#{subs[0].channel_id}>" if subs and subs[0].channel_id is not None else target
+        names = ", ".join(f"**{escape_markdown(n)}**" for n in feed_names) or "its feeds"
+        text = (f"Stopped announcing {names} into {where}: {reason}\n"
+                f"Fix the channel or the bot's permissions there, then resume with `/feed resume`"
+                + (f" or `herald feeds resume {feed_names[0]}`." if feed_names else "."))
+        chosen = subs[0].feed_id if subs else None
+        for feed_id in dict.fromkeys(s.feed_id for s in subs):  # a feed with somewhere left to take the notice
+            if any(s.alerts_channel or (s.channel_id is not None and not s.paused)
+                   for s in await self.storage.subscriptions(feed_id)):
+                chosen = feed_id
+                break
+        await self.alert("target", chosen, text)

@@ -182,8 +182,8 @@ class DeliveryWorker:
                 reason = str(exc)[:500]
                 log.error("target %s is unusable, pausing it: %s", target, reason, extra={"target": target})
                 await self.storage.mark_failed(d.id, reason, self.clock())
-                await self.storage.pause_target(target, reason, self.clock())
-                if self.on_target_broken is not None:
+                newly_paused = await self.storage.pause_target(target, reason, self.clock())
+                if newly_paused and self.on_target_broken is not None:  # one notice, not one per process or retry
                     try:
                         await self.on_target_broken(target, reason)
                     except Exception:

@@ -147,6 +147,7 @@ class HeraldBot(commands.Bot):
         now = self.clock()
         subs = await self.storage.subscriptions()
         seen: set[str] = set()
+        broken: list[tuple[str, str]] = []
         for sub in subs:
             if sub.target in seen or sub.channel_id is None:
                 continue
@@ -160,13 +161,20 @@ class HeraldBot(commands.Bot):
                 continue
             problems.append(problem)
             log.error("%s; its feed subscriptions there are paused", problem)
-            await self.storage.pause_target(sub.target, problem, now)
+            if await self.storage.pause_target(sub.target, problem, now):  # newly paused: one notice
+                broken.append((sub.target, problem))
         for sub in subs:
             if sub.webhook_env and not os.environ.get(sub.webhook_env):
                 problem = f"webhook variable ${sub.webhook_env} is not set"
                 problems.append(problem)
                 log.error("%s; that webhook's subscriptions are paused", problem)
-                await self.storage.pause_target(sub.target, problem, now)
+                if await self.storage.pause_target(sub.target, problem, now):
+                    broken.append((sub.target, problem))
+        for target, problem in broken:  # once every target is checked, so a notice never goes to a broken one
+            try:
+                await self.herald._target_broken(target, problem)
+            except Exception:
+                log.exception("could not send the notice for %s", target)
         self.targets_checked.set()
         return problems
 
