@@ -110,7 +110,8 @@ class Herald:
     async def _feed_paused(self, feed: FeedState, reason: str) -> None:
         log.error("feed %s paused: %s", feed.url, reason, extra={"feed": feed.name or feed.url})
         if self.alert is not None:
-            text = (f"Feed **{feed.name or feed.title or feed.url}** was paused: {reason}\n"
+            name = escape_markdown(feed.name or feed.title or feed.url)  # a feed's own title is untrusted text
+            text = (f"Feed **{name}** was paused: {escape_markdown(reason)}\n"
                     f"Resume it with `/feed resume` or `herald feeds resume {feed.name or feed.url}`.")
             await self.alert("feed", feed.id, text)
 
