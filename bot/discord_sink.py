@@ -13,6 +13,7 @@ import logging
 import os
 import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import discord
@@ -155,6 +156,13 @@ class DiscordSink:
         if not url:
             raise PermanentDeliveryError(f"webhook URL variable ${env} is not set", target_broken=True)
         register_secret(url)
+        try:
+            parts = urlsplit(url)
+            valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+        except ValueError:  # an unbalanced [ in the host, a port out of range
+            valid = False
+        if not valid:  # a typo in the variable: retrying cannot fix it
+            raise PermanentDeliveryError(f"webhook URL in ${env} is not a valid http(s) URL", target_broken=True)
         body = dict(payload)
         sub = claimed.subscription
         if sub.username:
