@@ -18,6 +18,7 @@ from typing import Any, Awaitable, Callable, Protocol, TextIO
 
 from bot.errors import PermanentDeliveryError, StorageError, TransientDeliveryError
 from bot.limits import NONCE_LENGTH
+from bot.logs import redact
 from bot.render import render_digest, render_entry
 from bot.schedule import delivery_backoff
 from bot.storage.base import ClaimedDelivery, Storage
@@ -192,6 +193,14 @@ class DeliveryWorker:
             log.error("delivery %d to %s was rejected: %s", d.id, target, exc, extra=_log_fields(claimed, target))
             await self.storage.mark_failed(d.id, str(exc)[:1000], self.clock())
             return True
+        except Exception as exc:  # a bug in a sink (or a library) must not stall the target silently
+            delay = delivery_backoff(d.attempts)
+            log.exception("delivery %d to %s failed unexpectedly (attempt %d), retrying in %.1fs", d.id, target,
+                          d.attempts, delay, extra=_log_fields(claimed, target))
+            await self.storage.retry_later(d.id, self.clock() + delay,
+                                           redact(f"internal error: {type(exc).__name__}: {exc}")[:500])
+            self._count("delivery", "retry")
+            return False
         except asyncio.CancelledError:
             # shutting down mid-send: hand the delivery back; the nonce makes a resend safe
             await asyncio.shield(self.storage.release(d.id))

@@ -3,12 +3,14 @@ channels (one notice, no retrying forever), and a long outage with gateway drops
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 
 import pytest
 
+from bot.app import Herald
 from tests.discord_harness import make_config, running_bot
-from tests.faultkit import SimClock, record, tally
+from tests.faultkit import RecordingSink, SimClock, herald_config, record, tally
 from tests.fakediscord import FakeDiscord
 from tests.feedgen import numbered_items, write_feed
 from tests.hostile import HostileServer
@@ -178,3 +180,30 @@ async def test_ten_minute_discord_outage_with_gateway_drops_then_everything_once
     record("Discord 5xx for 10 min (simulated) + gateway drops", area="discord", runs=refused, lost=lost,
            duplicated=duplicated, outcome=f"{refused} refused sends retried with backoff, {drops} gateway drops resumed;"
            " all delivered once, in order")
+
+
+async def test_an_unexpected_error_in_the_sink_is_logged_and_retried_not_swallowed(tmp_path, caplog):
+    """A sink bug (here a KeyError, as a 200 answer without an id would give) used to end the
+    target's task silently: no log, the delivery left leased, the channel stalled."""
+    caplog.set_level(logging.ERROR, logger="herald.deliver")
+    clock, sink = SimClock(), RecordingSink()
+    failures = [KeyError("id")]
+
+    def fail(claimed):
+        if failures:
+            raise failures.pop()
+
+    sink.fail = fail
+    url = write_feed(tmp_path / "f.xml", numbered_items(2))
+    config = herald_config(tmp_path, [{"url": url, "name": "f", "channels": [1001], "backfill": 2}])
+    async with Herald(config, sink, clock=clock, parse_inline=True) as herald:
+        await herald.poller.poll_due()
+        await herald.worker.deliver_due()
+        assert sink.messages == []
+        [rec] = [r for r in caplog.records if "failed unexpectedly" in r.getMessage()]
+        assert rec.exc_info and rec.exc_info[0] is KeyError
+        clock.advance(5)
+        await herald.worker.deliver_due()
+        counts = await herald.storage.delivery_counts()
+    assert [m.titles[0] for m in sink.messages] == ["Post 0", "Post 1"]
+    assert counts["pending"] == 0 and counts["sent"] == 2
