@@ -65,11 +65,16 @@ class FeedSite:
         app.router.add_get("/{tail:.*}", handler)
         self.runner = web.AppRunner(app)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.2", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]
-        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
-        return self
+        for _ in range(20):  # the same port on both addresses; .1 first, as other tests use .1's ports
+            site = web.TCPSite(self.runner, "127.0.0.1", 0)
+            await site.start()
+            self.port = site._server.sockets[0].getsockname()[1]
+            try:
+                await web.TCPSite(self.runner, "127.0.0.2", self.port).start()
+                return self
+            except OSError:
+                await site.stop()
+        raise RuntimeError("no port free on both 127.0.0.1 and 127.0.0.2")
 
     async def close(self) -> None:
         if self.runner:
