@@ -145,14 +145,19 @@ class SQLiteDB:
                 raise StorageError(f"cannot open database {self.path}: folder {parent} does not exist")
         try:
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA busy_timeout = 30000")
-            conn.execute("PRAGMA cache_size = -32000")
-            integrity = conn.execute("PRAGMA quick_check").fetchone()
-            if integrity and integrity[0] != "ok":
-                raise StorageError(f"database {self.path} is corrupted ({integrity[0]}); restore a backup or move it away")
+            try:
+                # checked before anything is written: switching a damaged file to WAL would change it first
+                integrity = conn.execute("PRAGMA quick_check").fetchone()
+                if integrity and integrity[0] != "ok":
+                    raise StorageError(f"database {self.path} is corrupted ({integrity[0]}); restore a backup or move it away")
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+                conn.execute("PRAGMA foreign_keys = ON")
+                conn.execute("PRAGMA busy_timeout = 30000")
+                conn.execute("PRAGMA cache_size = -32000")
+            except BaseException:
+                conn.close()
+                raise
             self._conn = conn
             self._migrate()
         except sqlite3.DatabaseError as exc:
