@@ -10,7 +10,9 @@ written (the tests assert the same figures anyway).
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import threading
 import time
@@ -78,6 +80,16 @@ class RecordingSink:
     deduplicated: int = 0
     fail: Callable[[ClaimedDelivery], None] | None = None
     _by_nonce: dict[tuple[str, str], str] = field(default_factory=dict)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+        """Waits until ``predicate()`` holds, re-checked after every message."""
+        async def check() -> None:
+            while not predicate():
+                self._changed = asyncio.Event()
+                await self._changed.wait()
+
+        await asyncio.wait_for(check(), timeout)
 
     async def send(self, claimed: ClaimedDelivery, payload: dict[str, Any], nonce: str) -> str | None:
         self.attempts += 1
@@ -94,6 +106,7 @@ class RecordingSink:
         ))
         mid = str(len(self.messages))
         self._by_nonce[(target, nonce)] = mid
+        self._changed.set()
         return mid
 
     def to(self, target: str) -> list[Sent]:
@@ -105,6 +118,42 @@ class RecordingSink:
         for m in self.to(target):
             c.update(m.titles)
         return c
+
+
+class LogWaiter(logging.Handler):
+    """Lets a test wait for a log record (from any thread) instead of polling for it."""
+
+    def __init__(self, logger: str = "herald") -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+        self._loop = asyncio.get_running_loop()
+        self._changed = asyncio.Event()
+        self._logger = logging.getLogger(logger)
+
+    def __enter__(self) -> "LogWaiter":
+        self._logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._logger.removeHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+        self._loop.call_soon_threadsafe(self._changed.set)
+
+    def messages(self, containing: str) -> list[str]:
+        return [r.getMessage() for r in self.records if containing in r.getMessage()]
+
+    async def wait_for(self, containing: str, timeout: float = 20.0) -> str:
+        async def check() -> str:
+            while True:
+                found = self.messages(containing)
+                if found:
+                    return found[0]
+                self._changed = asyncio.Event()
+                await self._changed.wait()
+
+        return await asyncio.wait_for(check(), timeout)
 
 
 def tally(announced: Counter[str], expected: Iterable[str]) -> tuple[int, int]:
