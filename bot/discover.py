@@ -36,7 +36,7 @@ def find_feed_links(html: str, base_url: str) -> list[str]:
     try:
         finder.feed(html)
         finder.close()
-    except Exception:
+    except Exception:  # nosec B110 # malformed HTML: keep the links found so far
         pass
     order = {t: i for i, t in enumerate(FEED_TYPES)}
     ranked = sorted(enumerate(finder.links), key=lambda x: (order.get(x[1][0], 99), x[0]))

@@ -41,7 +41,7 @@ def scheduler_bound(config: Config) -> float:
 def split_listen(listen: str) -> tuple[str, int]:
     """``"127.0.0.1:8080"``, ``"0.0.0.0:0"`` or ``"[::]:8080"`` → (host, port)."""
     host, _, port = listen.rpartition(":")
-    return host.strip("[]") or "0.0.0.0", int(port)
+    return host.strip("[]") or "0.0.0.0", int(port)  # nosec B104 # all interfaces only when [http] listen names no host
 
 
 class OpsServer:
@@ -59,7 +59,7 @@ class OpsServer:
 
     @property
     def url(self) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else (f"[{self.host}]" if ":" in self.host else self.host)
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else (f"[{self.host}]" if ":" in self.host else self.host)  # nosec B104 # a comparison for a display URL, not a bind
         return f"http://{host}:{self.port}"
 
     async def start(self) -> None:

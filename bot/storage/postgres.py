@@ -239,7 +239,7 @@ class PostgresDB(PostgresConn):
                 )
         except ValueError as exc:  # a malformed DSN
             raise StorageError(f"invalid PostgreSQL URL {where}: {self._describe(exc)}") from None
-        assert pool is not None
+        assert pool is not None  # nosec B101 # narrows a type: create_pool returned
         self._pool = pool
         try:
             async with self._errors(f"cannot migrate PostgreSQL database {where}"):
@@ -479,7 +479,7 @@ class PostgresStorage(SqlStorage):
         if total == 0:
             return SearchPage(0, [])
         rows = await self.db.fetchall(
-            "WITH hits AS ("
+            "WITH hits AS ("  # nosec B608 # constant SQL fragments; values are bound
             f" SELECT e.id, ts_rank_cd('{RANK_WEIGHTS}'::float4[], e.search_vector, q.query) AS rank, q.query {base}"
             " ORDER BY rank DESC, COALESCE(e.published, e.first_seen) DESC, e.id DESC LIMIT ? OFFSET ?)"
             f" SELECT {_ENTRY_COLS}, f.title, {_FEED_NAME}, h.rank,"

@@ -134,7 +134,7 @@ class SQLiteDB:
         self._tx_owner: asyncio.Task[Any] | None = None
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        assert self._executor is not None, "database is closed"
+        assert self._executor is not None, "database is closed"  # nosec B101 # narrows a type: internal invariant
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, fn, *args)
 
@@ -164,7 +164,7 @@ class SQLiteDB:
             raise StorageError(f"cannot open database {self.path}: {exc}") from None
 
     def _migrate(self) -> None:
-        assert self._conn is not None
+        assert self._conn is not None  # nosec B101 # narrows a type: internal invariant
         if self._conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS):
             return
         # the version is read again under the write lock: two processes starting on a new file do not race
@@ -286,7 +286,7 @@ class SQLiteDB:
 
     def _transaction_on_thread(self, body: Callable[[Conn], Awaitable[T]]) -> T:
         conn = self._conn
-        assert conn is not None
+        assert conn is not None  # nosec B101 # narrows a type: internal invariant
         conn.execute("BEGIN IMMEDIATE")
         try:
             result = _drive(body(_ThreadConn(conn)))
@@ -388,7 +388,7 @@ class SQLiteStorage(SqlStorage):
         # One pass ranks every match and counts them (bm25 cannot sit in a window query, hence the CTE);
         # snippets are made afterwards for the page's rows only.
         rows = await self.db.fetchall(
-            f"WITH m AS MATERIALIZED (SELECT rowid AS id, bm25(entries_fts, {_TITLE_WEIGHT}, 1.0) AS r"
+            f"WITH m AS MATERIALIZED (SELECT rowid AS id, bm25(entries_fts, {_TITLE_WEIGHT}, 1.0) AS r"  # nosec B608 # constant SQL fragments; values are bound
             " FROM entries_fts WHERE entries_fts MATCH ?)"
             f" SELECT e.id, m.r, COUNT(*) OVER () FROM m JOIN entries e ON e.id = m.id WHERE {where}"
             " ORDER BY m.r, COALESCE(e.published, e.first_seen) DESC, e.id DESC LIMIT ? OFFSET ?",
@@ -398,7 +398,7 @@ class SQLiteStorage(SqlStorage):
             if offset <= 0:
                 return SearchPage(0, [])
             count = await self.db.fetchone(
-                f"SELECT COUNT(*) FROM entries_fts JOIN entries e ON e.id = entries_fts.rowid"
+                f"SELECT COUNT(*) FROM entries_fts JOIN entries e ON e.id = entries_fts.rowid"  # nosec B608 # constant SQL fragments; values are bound
                 f" WHERE entries_fts MATCH ? AND {where}", (match, *args),
             )
             return SearchPage(int(count[0]) if count else 0, [])
@@ -406,7 +406,7 @@ class SQLiteStorage(SqlStorage):
         ids = [r[0] for r in rows]
         snippets = {
             r[0]: r[1] for r in await self.db.fetchall(
-                "SELECT rowid, snippet(entries_fts, 1, '**', '**', '…', 24) FROM entries_fts"
+                "SELECT rowid, snippet(entries_fts, 1, '**', '**', '…', 24) FROM entries_fts"  # nosec B608 # constant SQL fragments; values are bound
                 f" WHERE entries_fts MATCH ? AND {self._in_list('rowid')}", (match, self._list_param(ids)),
             )
         }
