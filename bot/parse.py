@@ -9,7 +9,7 @@ from __future__ import annotations
 import calendar
 import json
 import re
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 from urllib.parse import urljoin
 
 import feedparser
@@ -31,8 +31,18 @@ feedparser.SANITIZE_HTML = 1
 _JSON_START = re.compile(rb"^\s*(\xef\xbb\xbf)?\s*\{")
 
 
-def parse_feed(body: bytes, headers: Mapping[str, str] | None = None, url: str | None = None) -> ParsedFeed:
-    """Parses RSS, Atom, RDF or JSON Feed. Raises ParseError when it is not a feed."""
+def parse_feed(
+    body: bytes, headers: Mapping[str, str] | None = None, url: str | None = None, *,
+    deferred: dict[int, tuple[str, str | None]] | None = None,
+) -> ParsedFeed:
+    """Parses RSS, Atom, RDF or JSON Feed. Raises ParseError when it is not a feed.
+
+    With ``deferred`` (a dict to fill), an entry whose identity key does not depend on its
+    summary (it has a GUID or a link) is returned with an empty summary and no fallback
+    image; its HTML is put in ``deferred[position]`` instead, for :func:`summarise` to
+    convert later, if the entry turns out to be new. HTML to Markdown is half the cost of
+    a parse, and a changed feed usually has one new entry among many known ones.
+    """
     lower = {k.lower(): v for k, v in (headers or {}).items()}
     ctype = lower.get("content-type", "").lower()
     if _JSON_START.match(body[:64]) or "json" in ctype:
@@ -57,7 +67,7 @@ def parse_feed(body: bytes, headers: Mapping[str, str] | None = None, url: str |
     entries = []
     for i, e in enumerate(result.entries):
         try:
-            entries.append(_entry_from_feedparser(e, i, base))
+            entries.append(_entry_from_feedparser(e, i, base, deferred))
         except Exception as exc:  # one odd entry must not lose the others
             warning = warning or f"entry {i} skipped: {type(exc).__name__}"
     return ParsedFeed(
@@ -82,7 +92,8 @@ def _ts(parsed: Any) -> float | None:
         return None
 
 
-def _entry_from_feedparser(e: Any, position: int, base: str | None) -> ParsedEntry:
+def _entry_from_feedparser(e: Any, position: int, base: str | None,
+                           deferred: dict[int, tuple[str, str | None]] | None = None) -> ParsedEntry:
     link = _first_link(e)
     title = strip_tags(e.get("title", ""))
     html = ""
@@ -93,16 +104,19 @@ def _entry_from_feedparser(e: Any, position: int, base: str | None) -> ParsedEnt
     if not html or (summary_html and len(summary_html) >= len(html)):
         html = summary_html or html
     html = html[:_MAX_HTML_CHARS]
-    summary, first_img = html_to_markdown(html, link or base)
-    if len(summary) > MAX_SUMMARY_CHARS:
-        summary = summary[:MAX_SUMMARY_CHARS]
+    guid = e.get("id")
+    if deferred is not None and ((guid and guid.strip()) or (link and link.strip())):  # entry_key needs no summary
+        deferred[position] = (html, link or base)
+        summary, first_img = "", None
+    else:
+        summary, first_img = summarise_html(html, link or base)
     author = e.get("author") or (e.get("author_detail") or {}).get("name")
     author = strip_tags(author) if author else None
     published = _ts(e.get("published_parsed")) or _ts(e.get("updated_parsed"))
     updated = _ts(dict.get(e, "updated_parsed"))  # not e.get: feedparser would answer with the published date
     date_text = e.get("published") or e.get("updated")
     return ParsedEntry(
-        key=entry_key(e.get("id"), link, title, date_text, summary),
+        key=entry_key(guid, link, title, date_text, summary),
         link_key=normalise_link(link),
         title=title,
         link=link,
@@ -211,3 +225,30 @@ def _iso_ts(value: Any) -> float | None:
         return None
     parsed = _feedparser_date(value)  # feedparser's date parser handles RFC 3339 and friends
     return _ts(parsed)
+
+
+def summarise_html(html: str, base: str | None) -> tuple[str, str | None]:
+    """An entry's stored summary (Markdown, capped) and the first image of its HTML."""
+    summary, first_img = html_to_markdown(html, base)
+    if len(summary) > MAX_SUMMARY_CHARS:
+        summary = summary[:MAX_SUMMARY_CHARS]
+    return summary, first_img
+
+
+def parse_feed_deferred(
+    body: bytes, headers: Mapping[str, str] | None = None, url: str | None = None,
+) -> tuple[ParsedFeed, dict[int, tuple[str, str | None]]]:
+    """:func:`parse_feed` with summaries deferred; returns the feed and the deferred HTML by position."""
+    deferred: dict[int, tuple[str, str | None]] = {}
+    return parse_feed(body, headers, url, deferred=deferred), deferred
+
+
+def summarise(items: Sequence[tuple[str, str | None]]) -> list[tuple[str, str | None] | None]:
+    """:func:`summarise_html` of each deferred (html, base); None for one that failed."""
+    out: list[tuple[str, str | None] | None] = []
+    for html, base in items:
+        try:
+            out.append(summarise_html(html, base))
+        except Exception:  # as in parse_feed, an odd entry must not lose the others
+            out.append(None)
+    return out

@@ -14,15 +14,15 @@ import re
 import time
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
-from typing import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any, Awaitable, Callable, Sequence
 
 from bot.config import Config
 from bot.decide import decide
 from bot.errors import FeedError, FeedGone, FetchError, ParseError, StorageError
 from bot.fetch import Fetcher, FetchResult
-from bot.models import FeedState, Known, ParsedFeed, Policy
-from bot.parse import parse_feed
+from bot.models import Decision, FeedState, Known, ParsedFeed, Policy
+from bot.parse import parse_feed, parse_feed_deferred, summarise
 from bot.schedule import next_fetch
 from bot.storage.base import PollOutcome, PollResult, Storage
 
@@ -48,11 +48,23 @@ class ParsePool:
         return self._pool
 
     async def parse(self, body: bytes, headers: dict[str, str], url: str) -> ParsedFeed:
+        return await self._call(url, parse_feed, body, headers, url)  # type: ignore[no-any-return]
+
+    async def parse_deferred(
+        self, body: bytes, headers: dict[str, str], url: str,
+    ) -> tuple[ParsedFeed, dict[int, tuple[str, str | None]]]:
+        """:func:`bot.parse.parse_feed_deferred`: summaries left to :meth:`summarise`."""
+        return await self._call(url, parse_feed_deferred, body, headers, url)  # type: ignore[no-any-return]
+
+    async def summarise(self, items: Sequence[tuple[str, str | None]], url: str) -> list[tuple[str, str | None] | None]:
+        return await self._call(url, summarise, list(items))  # type: ignore[no-any-return]
+
+    async def _call(self, url: str, fn: Callable[..., Any], *args: Any) -> Any:
         loop = asyncio.get_running_loop()
         if self.inline:
-            return await loop.run_in_executor(None, parse_feed, body, headers, url)
+            return await loop.run_in_executor(None, fn, *args)
         try:
-            return await loop.run_in_executor(self._executor(), parse_feed, body, headers, url)
+            return await loop.run_in_executor(self._executor(), fn, *args)
         except BrokenProcessPool:
             log.warning("parser process died (feed %s); restarting the pool", url)
             self.close()
@@ -247,7 +259,12 @@ class Poller:
             return PollOutcome(feed.id, now, nxt, "unchanged", http_status=200, etag=result.etag,
                                last_modified=result.last_modified, new_url=new_url)
         t0 = time.perf_counter()
-        parsed = await self.parser.parse(result.body, result.headers, result.url)
+        deferred: dict[int, tuple[str, str | None]] = {}
+        if feed.last_success is not None and hasattr(self.parser, "parse_deferred"):
+            # most entries are known already: convert HTML to Markdown only for the new ones (below)
+            parsed, deferred = await self.parser.parse_deferred(result.body, result.headers, result.url)
+        else:
+            parsed = await self.parser.parse(result.body, result.headers, result.url)
         self._observe("parse_seconds", time.perf_counter() - t0)
         stats.parsed += 1
         self._count("poll", "200")
@@ -265,6 +282,18 @@ class Poller:
             Known(first_fetch=feed.last_success is None, keys=frozenset(known_keys), link_keys=frozenset(known_links)),
             parsed.entries, policy, now,
         )
+        if deferred:
+            filled = await self._summarise_new(decision, deferred, result.url)
+            if filled is None:  # an entry's HTML failed to convert: parse it all at once, as without deferring
+                parsed = await self.parser.parse(result.body, result.headers, result.url)
+                known_keys, known_links = await self.storage.known(
+                    feed.id, [e.key for e in parsed.entries], [e.link_key for e in parsed.entries if e.link_key])
+                decision = decide(
+                    Known(first_fetch=False, keys=frozenset(known_keys), link_keys=frozenset(known_links)),
+                    parsed.entries, policy, now,
+                )
+            else:
+                decision = filled
         if decision.new:
             log.info("feed %s: %d new, %d to announce%s", feed.name or parsed.title or feed.url, len(decision.new),
                      len(decision.announce), f" (+{len(decision.digest)} in a digest)" if decision.digest else "",
@@ -273,6 +302,24 @@ class Poller:
             feed.id, now, nxt, "new", http_status=200, etag=result.etag, last_modified=result.last_modified,
             body_hash=body_hash, title=parsed.title, link=parsed.link, decision=decision, new_url=new_url,
         )
+
+    async def _summarise_new(self, decision: Decision, deferred: dict[int, tuple[str, str | None]],
+                             url: str) -> Decision | None:
+        """Fills in the summaries (and fallback images) that parse_deferred left out, for the new
+        entries only: the same values parse_feed computes. None when one of them failed."""
+        todo = [e for e in decision.new if e.position in deferred]
+        if not todo:
+            return decision
+        done = await self.parser.summarise([deferred[e.position] for e in todo], url)
+        if any(d is None for d in done):
+            return None
+        filled = {e.position: replace(e, summary=d[0], image=e.image or d[1])  # type: ignore[index]
+                  for e, d in zip(todo, done)}
+
+        def swap(entries: tuple[Any, ...]) -> tuple[Any, ...]:
+            return tuple(filled.get(e.position, e) for e in entries)
+
+        return replace(decision, new=swap(decision.new), announce=swap(decision.announce), digest=swap(decision.digest))
 
     def _count(self, name: str, label: str, amount: int = 1) -> None:
         if self.metrics is not None:
