@@ -71,7 +71,7 @@ def parse_feed(
         except Exception as exc:  # one odd entry must not lose the others
             warning = warning or f"entry {i} skipped: {type(exc).__name__}"
     return ParsedFeed(
-        title=strip_tags(feed.get("title", "")) or None,
+        title=_plain_title(feed) or None,
         link=feed.get("link") or None,
         entries=tuple(entries),
         warning=warning,
@@ -95,7 +95,7 @@ def _ts(parsed: Any) -> float | None:
 def _entry_from_feedparser(e: Any, position: int, base: str | None,
                            deferred: dict[int, tuple[str, str | None]] | None = None) -> ParsedEntry:
     link = _first_link(e)
-    title = strip_tags(e.get("title", ""))
+    title = _plain_title(e)
     html = ""
     content = e.get("content")
     if content:
@@ -127,6 +127,22 @@ def _entry_from_feedparser(e: Any, position: int, base: str | None,
         image=_image(e, link or base) or first_img,
         position=position,
     )
+
+
+# HTML elements found in titles that feedparser still calls plain text ("a <br/> b")
+_TITLE_TAG = re.compile(
+    r"</?(?:a|abbr|b|big|br|cite|code|del|div|em|font|h[1-6]|i|img|ins|kbd|mark|p|q|s|small|span|strike|strong|"
+    r"sub|sup|tt|u|script|style|iframe)(?:\s[^<>]*)?/?>", re.I)
+
+
+def _plain_title(d: Any) -> str:
+    """A title as plain text. feedparser says whether it is text or HTML: a text title keeps
+    "Vec<T>" and "a < b" (only known HTML tags go); an HTML one loses every tag and has its
+    entities decoded."""
+    title = d.get("title", "") or ""
+    if (d.get("title_detail") or {}).get("type") == "text/plain":
+        return " ".join(_TITLE_TAG.sub("", title).split())
+    return strip_tags(title)
 
 
 def _first_link(e: Any) -> str | None:
