@@ -106,7 +106,7 @@ def results() -> dict[str, list[tuple[str, str, str]]]:
                                       else "spawn")
     by_group: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        for chunk in pool.map(check_files, chunks):
+        for chunk in pool.map(check_files, chunks, timeout=300):  # a hang fails, it does not stall the run
             for path, status, detail in chunk:
                 by_group[group_of(Path(path))].append((path, status, detail))
     return by_group

@@ -161,10 +161,27 @@ def test_titles_are_plain_text() -> None:
         {"title": "Fish &amp; Chips &lt;3", "guid": "1"},
         {"raw": "<title><![CDATA[<b>Bold</b> move &amp; more]]></title><guid>2</guid>"},
         {"title": "  lots \n of   space  ", "guid": "3"},
-    ])
-    titles = [e.title for e in parse_feed(body, RSS_HEADERS, "https://blog.example/feed").entries]
-    assert titles == ["Fish & Chips <3", "Bold move & more", "lots of space"]
+        {"title": "Vec<T> and Option<T> in Rust: a < b > c", "guid": "4"},
+        {"raw": "<title><![CDATA[HashMap<K, V> explained]]></title><guid>5</guid>"},
+        {"raw": "<title>Double &amp;amp; escaped</title><guid>6</guid>"},
+        {"title": "Line <br/> break and <span class='x'>span</span>", "guid": "7"},
+    ], title="Types & <Generics>")
+    parsed = parse_feed(body, RSS_HEADERS, "https://blog.example/feed")
+    assert [e.title for e in parsed.entries] == [
+        "Fish & Chips <3", "Bold move & more", "lots of space", "Vec<T> and Option<T> in Rust: a < b > c",
+        "HashMap<K, V> explained", "Double & escaped", "Line break and span",
+    ]
+    assert parsed.title == "Types & <Generics>"
     assert strip_tags("<i>a</i> &lt;b&gt;") == "a <b>"
+
+
+def test_atom_text_and_html_titles() -> None:
+    body = b"""<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title type="text">Map&lt;K, V&gt;</title>
+      <entry><title type="text">Vec&lt;T&gt; in Rust</title><id>urn:1</id></entry>
+      <entry><title type="html">Vec&amp;lt;T&amp;gt; &lt;em&gt;now&lt;/em&gt;</title><id>urn:2</id></entry></feed>"""
+    parsed = parse_feed(body, {"content-type": "application/atom+xml"}, "https://a.example/feed")
+    assert parsed.title == "Map<K, V>"
+    assert [e.title for e in parsed.entries] == ["Vec<T> in Rust", "Vec<T> now"]
 
 
 def test_huge_summaries_are_capped() -> None:

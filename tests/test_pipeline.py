@@ -93,6 +93,14 @@ async def open_herald(config: Config, sink: RecordingSink, clock: Clock | None =
     return herald
 
 
+CYCLE_TIMEOUT = 30.0  # one cycle takes well under a second; a hang fails the test instead of the run
+
+
+async def once(herald: Herald):
+    """One poll-and-deliver cycle, bounded in time."""
+    return await asyncio.wait_for(herald.run_once(), CYCLE_TIMEOUT)
+
+
 async def feed_info(herald: Herald, url: str):
     for f in await herald.storage.list_feeds():
         if f.url == url:
@@ -109,9 +117,9 @@ async def test_conditional_get_with_etag_is_answered_304_and_not_parsed(tmp_path
     herald = await open_herald(make_config(tmp_path, [{"url": feed_server.url("/feed.xml")}]), sink)
     spy = ParseSpy(herald)
     try:
-        stats, sent = await herald.run_once()
+        stats, sent = await once(herald)
         assert (stats.polled, stats.parsed, stats.not_modified, stats.stored) == (1, 1, 0, 3)
-        stats, sent = await herald.run_once()
+        stats, sent = await once(herald)
         assert (stats.polled, stats.parsed, stats.not_modified, stats.stored) == (1, 0, 1, 0)
     finally:
         await herald.close()
@@ -125,8 +133,8 @@ async def test_conditional_get_with_last_modified(tmp_path, feed_server: FeedSer
     route = feed_server.set("/feed.xml", rss(numbered_items([1])), etag=None, last_modified="auto")
     herald = await open_herald(make_config(tmp_path, [{"url": feed_server.url("/feed.xml")}]), RecordingSink())
     try:
-        await herald.run_once()
-        stats, _ = await herald.run_once()
+        await once(herald)
+        stats, _ = await once(herald)
     finally:
         await herald.close()
     assert stats.not_modified == 1 and stats.parsed == 0
@@ -139,9 +147,9 @@ async def test_identical_body_without_conditional_get_is_not_parsed_again(tmp_pa
     herald = await open_herald(make_config(tmp_path, [{"url": feed_server.url("/feed.xml")}]), RecordingSink())
     spy = ParseSpy(herald)
     try:
-        await herald.run_once()
-        stats, _ = await herald.run_once()
-        stats3, _ = await herald.run_once()
+        await once(herald)
+        stats, _ = await once(herald)
+        stats3, _ = await once(herald)
     finally:
         await herald.close()
     assert feed_server.status_counts("/feed.xml") == {200: 3}
@@ -158,10 +166,10 @@ async def test_a_new_item_is_announced_exactly_once(tmp_path, feed_server: FeedS
     sink = RecordingSink()
     herald = await open_herald(make_config(tmp_path, [{"url": feed_server.url("/feed.xml")}]), sink)
     try:
-        await herald.run_once()
+        await once(herald)
         assert sink.sent == []
         feed_server.set("/feed.xml", rss(numbered_items(range(1, 5))))
-        stats, sent = await herald.run_once()
+        stats, sent = await once(herald)
         assert sent == 1 and stats.stored == 1
         assert sink.titles == ["Post 4"]
         [message] = sink.sent
@@ -170,8 +178,8 @@ async def test_a_new_item_is_announced_exactly_once(tmp_path, feed_server: FeedS
         assert embed["title"] == "Post 4" and embed["url"] == "https://blog.example/posts/4/"
         assert message.payload["allowed_mentions"] == {"parse": []}
         assert message.nonce == nonce_for(message.target, "entry", (4,))
-        await herald.run_once()
-        await herald.run_once()
+        await once(herald)
+        await once(herald)
     finally:
         await herald.close()
     assert sink.titles == ["Post 4"]
@@ -187,7 +195,7 @@ async def test_backfill_0_and_3(tmp_path, feed_server: FeedServer) -> None:
     sink = RecordingSink()
     herald = await open_herald(config, sink)
     try:
-        stats, sent = await herald.run_once()
+        stats, sent = await once(herald)
         zero = await feed_info(herald, feed_server.url("/zero.xml"))
     finally:
         await herald.close()
@@ -203,9 +211,9 @@ async def test_more_than_max_per_poll_goes_to_one_digest(tmp_path, feed_server: 
     sink = RecordingSink()
     herald = await open_herald(make_config(tmp_path, [{"url": feed_server.url("/feed.xml"), "max_per_poll": 10}]), sink)
     try:
-        await herald.run_once()
+        await once(herald)
         feed_server.set("/feed.xml", rss(numbered_items(range(1, 17))))
-        _, sent = await herald.run_once()
+        _, sent = await once(herald)
     finally:
         await herald.close()
     assert sent == 11
@@ -224,17 +232,17 @@ async def test_guidless_entries_do_not_flood(tmp_path, feed_server: FeedServer) 
     sink = RecordingSink()
     herald = await open_herald(config, sink)
     try:
-        await herald.run_once()
+        await once(herald)
         # the documents change (feed title), every entry stays: parsed again, nothing announced
         feed_server.set("/links.xml", rss(link_only, title="Links, renamed"))
         feed_server.set("/notes.xml", rss(no_link, title="Notes, renamed"))
-        stats, sent = await herald.run_once()
+        stats, sent = await once(herald)
         assert stats.parsed == 2 and stats.stored == 0 and sent == 0
         # one genuinely new entry in each
         feed_server.set("/links.xml", rss(numbered_items(range(1, 5), guid=False), title="Links"))
         new_note = {"title": "Note 0", "description": "<p>note 0</p>", "date": START - 10}
         feed_server.set("/notes.xml", rss([new_note, *no_link], title="Notes"))
-        _, sent = await herald.run_once()
+        _, sent = await once(herald)
     finally:
         await herald.close()
     assert sent == 2 and sorted(sink.titles) == ["Note 0", "Post 4"]
@@ -249,10 +257,10 @@ async def test_podcast_episodes_sharing_one_link_are_each_announced(tmp_path, fe
     sink = RecordingSink()
     herald = await open_herald(make_config(tmp_path, [{"url": feed_server.url("/feed.xml"), "backfill": 1}]), sink)
     try:
-        stats, _ = await herald.run_once()
+        stats, _ = await once(herald)
         assert stats.stored == 3 and sink.titles == ["Episode 3"]
         feed_server.set("/feed.xml", rss(episodes(range(1, 5))))
-        stats, sent = await herald.run_once()
+        stats, sent = await once(herald)
     finally:
         await herald.close()
     assert stats.stored == 1 and sent == 1 and sink.titles == ["Episode 3", "Episode 4"]
@@ -264,25 +272,25 @@ async def test_every_guid_changing_at_once_announces_nothing(tmp_path, feed_serv
     sink = RecordingSink()
     herald = await open_herald(make_config(tmp_path, [{"url": feed_server.url("/feed.xml"), "backfill": 1}]), sink)
     try:
-        await herald.run_once()
+        await once(herald)
         assert sink.titles == ["Post 5"]
         # a new generator: https links, GUIDs are now the permalinks
         new = [dict(it, link=it["link"].replace("http://", "https://www."), guid=it["link"].replace("http:", "https:"),
                     guid_permalink=True) for it in numbered_items(range(1, 6), base="http://blog.example/posts/")]
         feed_server.set("/feed.xml", rss(new))
-        stats, sent = await herald.run_once()
+        stats, sent = await once(herald)
         assert stats.parsed == 1 and stats.stored == 0 and sent == 0
         info = await feed_info(herald, feed_server.url("/feed.xml"))
         assert info.entries == 5
         # the new keys stick: the same document again is nothing new either
         feed_server.set("/feed.xml", rss(new, title="Renamed"))
-        stats, sent = await herald.run_once()
+        stats, sent = await once(herald)
         assert stats.stored == 0 and sent == 0
         # and a real new post is still announced
         newest = {"title": "Post 6", "link": "https://www.blog.example/posts/6/", "guid": "https://blog.example/posts/6/",
                   "date": 1_700_000_000.0 + 6 * 86400}
         feed_server.set("/feed.xml", rss([newest, *new]))
-        _, sent = await herald.run_once()
+        _, sent = await once(herald)
     finally:
         await herald.close()
     assert sent == 1 and sink.titles == ["Post 5", "Post 6"]
@@ -293,12 +301,12 @@ async def test_an_entry_dropping_out_and_coming_back_is_not_announced_again(tmp_
     sink = RecordingSink()
     herald = await open_herald(make_config(tmp_path, [{"url": feed_server.url("/feed.xml"), "backfill": 5}]), sink)
     try:
-        await herald.run_once()
+        await once(herald)
         assert len(sink.sent) == 5
         feed_server.set("/feed.xml", rss(numbered_items(range(2, 6))))
-        await herald.run_once()
+        await once(herald)
         feed_server.set("/feed.xml", rss(numbered_items(range(1, 6))))
-        stats, sent = await herald.run_once()
+        stats, sent = await once(herald)
     finally:
         await herald.close()
     assert stats.parsed == 1 and sent == 0 and len(sink.sent) == 5
@@ -313,7 +321,7 @@ async def test_restart_repeats_nothing(tmp_path, feed_server: FeedServer) -> Non
     first = RecordingSink()
     herald = await open_herald(config, first)
     try:
-        await herald.run_once()
+        await once(herald)
     finally:
         await herald.close()
     assert first.titles == ["Post 2", "Post 3"]
@@ -321,10 +329,10 @@ async def test_restart_repeats_nothing(tmp_path, feed_server: FeedServer) -> Non
     second = RecordingSink()
     herald = await open_herald(config, second, Clock(START + 3600))
     try:
-        stats, sent = await herald.run_once()
+        stats, sent = await once(herald)
         assert stats.unchanged == 1 and sent == 0  # the body hash survived the restart
         feed_server.set("/feed.xml", rss(numbered_items(range(1, 4)), title="Changed title"))
-        stats, sent = await herald.run_once()
+        stats, sent = await once(herald)
         assert stats.parsed == 1 and stats.stored == 0 and sent == 0
     finally:
         await herald.close()
@@ -336,7 +344,7 @@ async def test_a_delivery_that_failed_before_a_restart_is_delivered_after_it(tmp
     config = make_config(tmp_path, [{"url": feed_server.url("/feed.xml")}])
     herald = await open_herald(config, RecordingSink())
     try:
-        await herald.run_once()
+        await once(herald)
     finally:
         await herald.close()
 
@@ -344,7 +352,7 @@ async def test_a_delivery_that_failed_before_a_restart_is_delivered_after_it(tmp
     failing = RecordingSink(fail=TransientDeliveryError("Discord is down", retry_after=30))
     herald = await open_herald(config, failing, Clock(START + 10))
     try:
-        _, sent = await herald.run_once()
+        _, sent = await once(herald)
         counts = await herald.storage.delivery_counts()
     finally:
         await herald.close()
@@ -353,7 +361,7 @@ async def test_a_delivery_that_failed_before_a_restart_is_delivered_after_it(tmp
     working = RecordingSink()
     herald = await open_herald(config, working, Clock(START + 3600))
     try:
-        _, sent = await herald.run_once()
+        _, sent = await once(herald)
         counts = await herald.storage.delivery_counts()
     finally:
         await herald.close()
@@ -366,7 +374,7 @@ async def test_a_delivery_in_flight_when_herald_died_is_sent_after_the_restart(t
     config = make_config(tmp_path, [{"url": feed_server.url("/feed.xml"), "backfill": 1}])
     herald = await open_herald(config, RecordingSink())
     try:
-        await herald.poller.poll_due(everything=True)
+        await asyncio.wait_for(herald.poller.poll_due(everything=True), CYCLE_TIMEOUT)
         # a send started (the row is leased) and the process died before recording it
         claimed = await herald.storage.claim_delivery(f"channel:{CHANNEL}", START, 120.0)
         assert claimed is not None and [e.title for e in claimed.entries] == ["Post 2"]
@@ -376,8 +384,8 @@ async def test_a_delivery_in_flight_when_herald_died_is_sent_after_the_restart(t
     sink = RecordingSink()
     herald = await open_herald(config, sink, Clock(START + 600))  # after the lease ran out
     try:
-        _, sent = await herald.run_once()
-        _, again = await herald.run_once()
+        _, sent = await once(herald)
+        _, again = await once(herald)
     finally:
         await herald.close()
     assert sent == 1 and again == 0 and sink.titles == ["Post 2"]
@@ -396,12 +404,12 @@ async def test_a_failing_feed_is_recorded_while_another_carries_on(tmp_path, fee
     sink = RecordingSink()
     herald = await open_herald(config, sink)
     try:
-        stats, sent = await herald.run_once()
+        stats, sent = await once(herald)
         broken = await feed_info(herald, feed_server.url("/broken.xml"))
         fine = await feed_info(herald, feed_server.url("/fine.xml"))
         # it is retried on the next cycle, and recovers
         feed_server.set("/broken.xml", rss(numbered_items([1])))
-        await herald.run_once()
+        await once(herald)
         recovered = await feed_info(herald, feed_server.url("/broken.xml"))
     finally:
         await herald.close()
@@ -415,7 +423,7 @@ async def test_a_feed_that_is_not_a_feed_is_an_error(tmp_path, feed_server: Feed
     feed_server.set("/page.html", b"<html><body><p>Not a feed</p></body></html>", "text/html")
     herald = await open_herald(make_config(tmp_path, [{"url": feed_server.url("/page.html")}]), RecordingSink())
     try:
-        stats, _ = await herald.run_once()
+        stats, _ = await once(herald)
         info = await feed_info(herald, feed_server.url("/page.html"))
     finally:
         await herald.close()
@@ -428,9 +436,9 @@ async def test_410_gone_pauses_the_feed(tmp_path, feed_server: FeedServer) -> No
     config = make_config(tmp_path, [{"url": feed_server.url("/gone.xml")}, {"url": feed_server.url("/fine.xml")}])
     herald = await open_herald(config, RecordingSink())
     try:
-        await herald.run_once()
+        await once(herald)
         info = await feed_info(herald, feed_server.url("/gone.xml"))
-        stats, _ = await herald.run_once()
+        stats, _ = await once(herald)
     finally:
         await herald.close()
     assert info.paused and info.pause_reason and "410" in info.pause_reason
@@ -448,7 +456,7 @@ async def test_the_seed_feed_through_the_real_process_pool(tmp_path, feed_server
     herald = await open_herald(config, sink, parse_inline=False)
     try:
         assert not herald.parser.inline
-        stats, sent = await herald.run_once()
+        stats, sent = await once(herald)
     finally:
         await herald.close()
     assert stats.parsed == 1 and sent == 10
@@ -479,7 +487,7 @@ async def test_http_errors_are_recorded_with_their_status(tmp_path, feed_server:
     feed_server.set_status("/feed.xml", status, headers={"Retry-After": "120"} if status != 404 else None)
     herald = await open_herald(make_config(tmp_path, [{"url": feed_server.url("/feed.xml")}]), RecordingSink())
     try:
-        stats, _ = await herald.run_once()
+        stats, _ = await once(herald)
         info = await feed_info(herald, feed_server.url("/feed.xml"))
     finally:
         await herald.close()
