@@ -176,13 +176,16 @@ async def test_a_new_item_is_announced_exactly_once(tmp_path, feed_server: FeedS
         assert message.target == f"channel:{CHANNEL}" and message.kind == "entry"
         embed = message.payload["embeds"][0]
         assert embed["title"] == "Post 4" and embed["url"] == "https://blog.example/posts/4/"
+        assert embed["description"] == "Body of post 4."  # the summary of a new entry in a known feed
         assert message.payload["allowed_mentions"] == {"parse": []}
         assert message.nonce == nonce_for(message.target, "entry", (4,))
         await once(herald)
         await once(herald)
+        stored = await herald.storage.recent(guild_id=None, feed_id=None, limit=10)
     finally:
         await herald.close()
     assert sink.titles == ["Post 4"]
+    assert sorted((e.title, e.summary) for e in stored) == [(f"Post {n}", f"Body of post {n}.") for n in range(1, 5)]
 
 
 async def test_backfill_0_and_3(tmp_path, feed_server: FeedServer) -> None:
