@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import unquote
 
+from bot import limits
 from bot.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -255,6 +256,13 @@ def _snowflakes(value: Any) -> tuple[int, ...]:
     return tuple(dict.fromkeys(out))
 
 
+def _mention_roles(value: Any) -> tuple[int, ...]:
+    roles = _snowflakes(value)
+    if len(roles) > limits.ALLOWED_MENTIONS_ROLES:
+        raise ValueError(f"at most {limits.ALLOWED_MENTIONS_ROLES} roles (Discord's limit for one message)")
+    return roles
+
+
 def _env_names(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
@@ -359,7 +367,7 @@ _FEED = {
     "backfill": _int_range(0, 1000),
     "interval": _positive_duration,
     "max_per_poll": _int_range(1, 1000),
-    "mention_roles": _snowflakes,
+    "mention_roles": _mention_roles,
     "create_thread": _bool,
     "username": _nonempty_str,
     "avatar_url": _http_base,

@@ -10,6 +10,7 @@ from __future__ import annotations
 MESSAGE_CONTENT = 2000
 EMBEDS_PER_MESSAGE = 10
 NONCE_LENGTH = 25
+ALLOWED_MENTIONS_ROLES = 100  # role ids in allowed_mentions.roles
 
 # Embeds
 EMBED_TITLE = 256
