@@ -237,7 +237,7 @@ async def test_error_fault(tmp_path, server, fault: ErrorFault, caplog):
     finally:
         await rig.close()
     record(fault.name, area="feed", runs=runs, lost=lost + c_lost, duplicated=duplicated + c_dup,
-           outcome=f"error recorded ({fault.error}…); backlog announced after recovery"
+           outcome=f"last_error shows '{fault.error}'; backlog announced once after recovery"
            + ("; paused with one notice" if fault.pauses else ""))
 
 
@@ -386,7 +386,7 @@ async def test_odd_encodings_are_read(tmp_path, server, case):
             assert titles[0] == "Naïve 2"
     finally:
         await rig.close()
-    record(f"feed with a {case}", area="feed", runs=2, lost=0, duplicated=0, outcome="parsed; titles decoded")
+    record(f"odd encoding: {case}", area="feed", runs=2, lost=0, duplicated=0, outcome="parsed; titles decoded")
 
 
 async def test_truncated_document_never_stores_half_an_entry(tmp_path, server):

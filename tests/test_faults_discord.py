@@ -142,6 +142,8 @@ async def test_channel_deleted_while_herald_was_down_gets_one_notice_at_startup(
             assert subs[f"channel:{doomed}"].paused and not subs[f"channel:{good}"].paused
     [notice] = alerts_in(fake, good)
     assert f"<#{doomed}>" in notice["content"] and "does not exist" in notice["content"]
+    record("channel deleted while Herald was down", area="discord", runs=2, lost=0, duplicated=0,
+           outcome="the startup check pauses it with one notice in a working channel; the next start stays quiet")
 
 
 async def test_ten_minute_discord_outage_with_gateway_drops_then_everything_once(tmp_path, fake):
@@ -207,3 +209,5 @@ async def test_an_unexpected_error_in_the_sink_is_logged_and_retried_not_swallow
         counts = await herald.storage.delivery_counts()
     assert [m.titles[0] for m in sink.messages] == ["Post 0", "Post 1"]
     assert counts["pending"] == 0 and counts["sent"] == 2
+    record("the sink raises an unexpected exception", area="discord", runs=1, lost=0, duplicated=0,
+           outcome="logged with its traceback, recorded on the delivery, retried with backoff")

@@ -114,7 +114,8 @@ async def test_sigterm_stops_fetching_finishes_in_flight_sends_and_exits_0_withi
     shown = titles(fake, channel)
     assert shown == [f"Post {n}" for n in range(30)]
     record("SIGTERM during a burst", area="process", runs=1, lost=0, duplicated=0,
-           outcome=f"exit 0 in {took:.1f}s; gateway closed 1000, DB closed, no lease left; rest sent after restart")
+           outcome=f"exit 0 in {took:.1f}s; fetching stopped, gateway closed by the bot, database closed, no lease"
+                   " left; the rest sent once after a restart")
 
 
 async def test_sigkill_at_random_moments_during_a_busy_run_loses_and_repeats_nothing(tmp_path):
