@@ -21,7 +21,7 @@ import struct
 import time
 import zlib
 from collections import Counter
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable
 
 from aiohttp import web
 
@@ -312,7 +312,3 @@ def huge_entries(numbers: Iterable[int], size: int = 5_000_000) -> bytes:
 
 def many_entries(n: int = 10_000) -> bytes:
     return feed(range(n))
-
-
-def redirect_statuses() -> Mapping[str, int]:
-    return {"301": 301, "308": 308}

@@ -3,7 +3,6 @@ bounded in time and memory, and the SSRF guard holds on every hop and against re
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import socket
 import time
