@@ -6,6 +6,7 @@ import bisect
 import re
 from datetime import datetime, timezone
 from typing import Any
+from urllib.parse import urlsplit
 
 from bot import limits
 from bot.identity import normalise_link
@@ -55,9 +56,18 @@ def truncate(text: str, limit: int) -> str:
     return cut + ELLIPSIS
 
 
+# Fullwidth forms (ｈｔｔｐｓ：／／) and the ideographic full stop read as the ASCII they imitate.
+# One character for one, so indices into the text stay valid.
+_LOOKALIKE = {cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F)} | {0x3002: ord("."), 0xFF61: ord(".")}
+
+
+def _fold(text: str) -> str:
+    return text.translate(_LOOKALIKE)
+
+
 def _misleading(text: str, url: str) -> bool:
     """True when link text shows a URL (markup aside) that is not where the link goes."""
-    shown = _MARKUP.sub("", text).strip()
+    shown = _fold(_MARKUP.sub("", text).strip())
     return bool(_URLISH.search(shown)) and normalise_link(shown) != normalise_link(url)
 
 
@@ -105,7 +115,7 @@ class _Shown:
 
     def __init__(self, md: str) -> None:
         self.markup = [m.start() for m in _MARKUP.finditer(md)]
-        self.text = _MARKUP.sub("", md)
+        self.text = _fold(_MARKUP.sub("", md))
         marks = [(m.start(), m.end()) for m in _URL_MARK.finditer(self.text)]
         self.mark_starts = [a for a, _ in marks]
         self.mark_ends = [b for _, b in marks]
@@ -158,7 +168,7 @@ def defuse_masked_links(markdown: str) -> str:
         shown = shown or _Shown(markdown)
         if shown.urlish(a + 1, end):
             text = markdown[a + 1:end]
-            plain = _MARKUP.sub("", text).strip()
+            plain = _fold(_MARKUP.sub("", text).strip())
             if target is None or normalise_link(plain) != normalise_link(target.group(1)):
                 out.append(markdown[pos:a])
                 if target is not None:
@@ -213,10 +223,12 @@ def render_entry(entry: StoredEntry, feed_title: str | None, sub: Subscription |
     """The JSON body of ``POST /channels/{id}/messages`` announcing one entry."""
     embed: dict[str, Any] = {"type": "rich", "color": EMBED_COLOR}
     title = " ".join(entry.title.split()) or (entry.link or "Untitled post")
-    embed["title"] = truncate(escape_markdown(title), limits.EMBED_TITLE)
     url = _http_url(entry.link)
     if url:
         embed["url"] = url
+        if _misleading(title, url):  # a title that shows one URL while the embed opens another
+            title = f"{title} → {urlsplit(url).hostname or url}"
+    embed["title"] = truncate(escape_markdown(title), limits.EMBED_TITLE)
     author = " ".join((entry.author or "").split())
     if author:  # Discord refuses an empty author name
         embed["author"] = {"name": truncate(author, limits.EMBED_AUTHOR_NAME)}

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from bot.identity import normalise_link
 from bot.models import StoredEntry, Subscription
 from bot.parse import parse_feed
-from bot.render import ELLIPSIS, escape_markdown, render_digest, render_entry, thread_name, truncate
+from bot.render import ELLIPSIS, _misleading, escape_markdown, render_digest, render_entry, thread_name, truncate
 from tests.feedserver import rss
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "seed-vsoch.render.json"
@@ -287,7 +287,25 @@ def test_only_configured_roles_are_mentioned() -> None:
 def test_markdown_in_titles_is_escaped(title) -> None:
     shown = render_entry(stored(title), "F")["embeds"][0]["title"]
     assert active_markdown(shown) is None, shown
-    assert unescape(shown) == title
+    assert unescape(shown) == shown_title(title)
+
+
+def shown_title(title: str) -> str:
+    """A title shows as written, except that one showing a URL other than the post's link is
+    followed by the host the embed really opens (the post's link is https://blog.example/p/1)."""
+    normal = " ".join(title.split()) or "https://blog.example/p/1"
+    return normal + " → blog.example" if _misleading(normal, "https://blog.example/p/1") else normal
+
+
+@pytest.mark.parametrize("title,shown", [
+    ("https://good.example/login", "https://good.example/login → blog.example"),
+    ("www.good.example", "www.good.example → blog.example"),
+    ("ｈｔｔｐｓ：／／good.example", "ｈｔｔｐｓ：／／good.example → blog.example"),
+    ("https://blog.example/p/1", "https://blog.example/p/1"),
+    ("Release 2.0: what changed", "Release 2.0: what changed"),
+])
+def test_title_showing_another_url_names_the_real_host(title, shown) -> None:
+    assert unescape(render_entry(stored(title), "F")["embeds"][0]["title"]) == shown
 
 
 @PROPERTY
@@ -295,7 +313,7 @@ def test_markdown_in_titles_is_escaped(title) -> None:
 def test_titles_show_literally(title) -> None:
     shown = render_entry(stored(title), "F")["embeds"][0]["title"]
     assert active_markdown(shown) is None, shown
-    normal = " ".join(title.split()) or "https://blog.example/p/1"
+    normal = shown_title(title)
     if shown.endswith(ELLIPSIS) and unescape(shown) != normal:
         assert normal.startswith(unescape(shown[: -len(ELLIPSIS)]))
     else:
@@ -325,6 +343,13 @@ def test_masked_link_spoofs_are_defused(summary) -> None:
     desc = payload["embeds"][0]["description"]
     assert spoofed_links(desc) == [], desc
     assert "evil.example" in desc  # the real target is shown, not hidden
+
+
+@pytest.mark.parametrize("text", ["ｈｔｔｐｓ：／／good.example", "ｗｗｗ．good.example", "good。example/login"])
+def test_lookalike_url_text_is_defused(text) -> None:
+    desc = render_entry(stored("T", f"[{text}](https://evil.example/x)"), "F")["embeds"][0]["description"]
+    assert "](https://evil.example/x)" not in desc, desc  # no longer a masked link
+    assert "<https://evil.example/x>" in desc
 
 
 def test_honest_masked_links_are_kept() -> None:
