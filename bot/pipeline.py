@@ -137,6 +137,10 @@ class Poller:
         self.on_paused = on_paused
         self.metrics = metrics
         self._batcher = _WriteBatcher(storage)
+        # Feeds between the start of their fetch and the end of their parse, at most: when parsing is
+        # slower than fetching (the first poll of many feeds), fetched bodies would otherwise pile up in
+        # memory waiting for a parse worker. Twice the fetch concurrency keeps 304s flowing meanwhile.
+        self._in_flight = asyncio.Semaphore(max(64, 2 * config.polling.concurrency))
         self._wake = asyncio.Event()
         self.last_cycle: float | None = None
         self.cycle_done = asyncio.Event()  # set after every completed cycle (health checks, tests)
@@ -170,7 +174,8 @@ class Poller:
         return stats
 
     async def _poll_one(self, feed: FeedState, stats: PollStats) -> PollResult:
-        outcome = await self.poll_feed(feed, stats)
+        async with self._in_flight:
+            outcome = await self.poll_feed(feed, stats)
         res = await self._batcher.submit(outcome)
         if outcome.status != "error" and feed.error_count:
             failing = f" (failing for {_human(outcome.now - feed.first_error_at)})" if feed.first_error_at else ""
