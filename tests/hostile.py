@@ -21,8 +21,9 @@ import struct
 import time
 import zlib
 from collections import Counter
-from typing import Any, Iterable
+from typing import Any, AsyncIterator, Iterable
 
+import pytest
 from aiohttp import web
 
 from tests.feedserver import FeedServer, rss
@@ -312,3 +313,14 @@ def huge_entries(numbers: Iterable[int], size: int = 5_000_000) -> bytes:
 
 def many_entries(n: int = 10_000) -> bytes:
     return feed(range(n))
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[HostileServer]:
+    """A started HostileServer, closed after the test (import this name into a test module)."""
+    s = HostileServer()
+    await s.start()
+    try:
+        yield s
+    finally:
+        await s.close()

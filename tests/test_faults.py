@@ -24,23 +24,13 @@ from bot.fetch import Fetcher
 from bot.storage.base import FeedInfo
 from tests import hostile
 from tests.faultkit import RecordingSink, SimClock, herald_config, record, tally
-from tests.hostile import HostileServer
+from tests.hostile import HostileServer, server  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:feedparser")
 
 CONTROL = "channel:1001"
 VICTIM = "channel:2002"
 STEP = 660.0  # a little over the 10-minute interval: the control feed is due every step
-
-
-@pytest.fixture
-async def server():
-    s = HostileServer()
-    await s.start()
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 class PublicDNS(AbstractResolver):

@@ -15,7 +15,7 @@ from bot.cli import _feeds
 from bot.schedule import JITTER, MIN_RETRY, next_fetch
 from tests import hostile
 from tests.faultkit import record, tally
-from tests.hostile import HostileServer
+from tests.hostile import server  # noqa: F401 - the fixture
 from tests.test_faults import VICTIM, Rig
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:feedparser")
@@ -47,16 +47,6 @@ def test_backoff_doubles_until_the_cap_and_spreads_feeds_apart():
         assert len({round(d) for d in delays}) > 50  # jitter: failing feeds do not retry in lockstep
     assert medians[:5] == pytest.approx([600, 1200, 2400, 4800, 9600], rel=0.05)
     assert all(m <= 4 * 3600 for m in medians) and medians[-1] == pytest.approx(4 * 3600, rel=0.06)
-
-
-@pytest.fixture
-async def server():
-    s = HostileServer()
-    await s.start()
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 async def test_failing_feed_is_paused_after_pause_after_with_one_notice_then_resumes(tmp_path, server, caplog):

@@ -13,7 +13,7 @@ from tests.discord_harness import make_config, running_bot
 from tests.faultkit import RecordingSink, SimClock, herald_config, record, tally
 from tests.fakediscord import FakeDiscord
 from tests.feedgen import numbered_items, write_feed
-from tests.hostile import HostileServer
+from tests.hostile import server  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:feedparser")
 
@@ -30,16 +30,6 @@ def token_env(monkeypatch):
 async def fake():
     async with FakeDiscord(token=TOKEN, message_rate=(50, 1.0)) as f:
         yield f
-
-
-@pytest.fixture
-async def server():
-    s = HostileServer()
-    await s.start()
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 def alerts_in(fake: FakeDiscord, channel: int) -> list[dict]:

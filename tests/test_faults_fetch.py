@@ -16,17 +16,7 @@ from bot.errors import FeedGone, FetchError, FetchTimeout, TooLarge
 from bot.fetch import Fetcher
 from tests import hostile
 from tests.faultkit import record
-from tests.hostile import HostileServer
-
-
-@pytest.fixture
-async def server():
-    s = HostileServer()
-    await s.start()
-    try:
-        yield s
-    finally:
-        await s.close()
+from tests.hostile import HostileServer, server  # noqa: F401 - the fixture
 
 
 def fetcher(**kw) -> Fetcher:

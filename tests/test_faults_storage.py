@@ -17,7 +17,7 @@ from bot.app import Herald
 from bot.errors import StorageError
 from tests import hostile
 from tests.faultkit import LogWaiter, RecordingSink, SimClock, herald_config, record, tally
-from tests.hostile import HostileServer
+from tests.hostile import server  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:feedparser")
 
@@ -51,16 +51,6 @@ class Locker:
         line = await asyncio.wait_for(asyncio.to_thread(self.p.stdout.readline), 30)
         assert line.strip() == "released"
         await asyncio.to_thread(self.p.wait, 30)
-
-
-@pytest.fixture
-async def server():
-    s = HostileServer()
-    await s.start()
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 async def open_herald(tmp_path, server, clock, sink, *, backfill: int = 1, db: str = "herald.db") -> Herald:
