@@ -16,6 +16,7 @@ import sys
 import time
 from typing import Any, Awaitable, Callable, Protocol, TextIO
 
+from bot.counters import Counters, NoCounters
 from bot.errors import PermanentDeliveryError, StorageError, TransientDeliveryError
 from bot.limits import NONCE_LENGTH
 from bot.logs import redact
@@ -109,14 +110,14 @@ class DeliveryWorker:
 
     def __init__(
         self, storage: Storage, sink: Sink, *, clock: Callable[[], float] = time.time, lease: float = 120.0,
-        on_target_broken: Callable[[str, str], Awaitable[None]] | None = None, metrics: object | None = None,
+        on_target_broken: Callable[[str, str], Awaitable[None]] | None = None, metrics: Counters | None = None,
     ) -> None:
         self.storage = storage
         self.sink = sink
         self.clock = clock
         self.lease = lease
         self.on_target_broken = on_target_broken
-        self.metrics = metrics
+        self.metrics: Counters = metrics or NoCounters()
         self._wake = asyncio.Event()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
@@ -174,11 +175,11 @@ class DeliveryWorker:
             log.warning("delivery %d to %s failed (attempt %d), retrying in %.1fs: %s", d.id, target, d.attempts, delay, exc,
                         extra=_log_fields(claimed, target))
             await self.storage.retry_later(d.id, self.clock() + delay, str(exc)[:500])
-            self._count("delivery", "retry")
+            self.metrics.count("delivery", "retry")
             return False
         except PermanentDeliveryError as exc:
             self.failed += 1
-            self._count("delivery", "failed")
+            self.metrics.count("delivery", "failed")
             if exc.target_broken:
                 reason = str(exc)[:500]
                 log.error("target %s is unusable, pausing it: %s", target, reason, extra={"target": target})
@@ -199,27 +200,20 @@ class DeliveryWorker:
                           d.attempts, delay, extra=_log_fields(claimed, target))
             await self.storage.retry_later(d.id, self.clock() + delay,
                                            redact(f"internal error: {type(exc).__name__}: {exc}")[:500])
-            self._count("delivery", "retry")
+            self.metrics.count("delivery", "retry")
             return False
         except asyncio.CancelledError:
             # shutting down mid-send: hand the delivery back; the nonce makes a resend safe
             await asyncio.shield(self.storage.release(d.id))
             raise
-        self._observe("delivery_seconds", time.perf_counter() - started)
+        self.metrics.observe("delivery_seconds", time.perf_counter() - started)
         await self.storage.mark_delivered(d.id, message_id, self.clock())
         log.info("announced %s in %s", claimed.entries[0].title if d.kind == "entry" else "a digest", target,
                  extra=_log_fields(claimed, target))
         self.sent += 1
-        self._count("delivery", "sent")
+        self.metrics.count("delivery", "sent")
         return True
 
-    def _count(self, name: str, label: str) -> None:
-        if self.metrics is not None:
-            self.metrics.count(name, label)  # type: ignore[attr-defined]
-
-    def _observe(self, name: str, value: float) -> None:
-        if self.metrics is not None:
-            self.metrics.observe(name, value)  # type: ignore[attr-defined]
 
     async def run(self, stop: asyncio.Event) -> None:
         """Delivers until ``stop`` is set; wakes on new deliveries or when a retry falls due."""

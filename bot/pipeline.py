@@ -19,6 +19,7 @@ from typing import Any, Awaitable, Callable, Sequence
 
 from bot.config import Config
 from bot.decide import decide
+from bot.counters import Counters, NoCounters
 from bot.errors import FeedError, FeedGone, FetchError, ParseError, StorageError
 from bot.fetch import Fetcher, FetchResult
 from bot.models import Decision, FeedState, Known, ParsedFeed, Policy
@@ -126,7 +127,7 @@ class Poller:
         clock: Clock = time.time,
         on_stored: Callable[[PollResult], None] | None = None,
         on_paused: Callable[[FeedState, str], Awaitable[None]] | None = None,
-        metrics: object | None = None,
+        metrics: Counters | None = None,
     ) -> None:
         self.storage = storage
         self.fetcher = fetcher
@@ -135,7 +136,7 @@ class Poller:
         self.clock = clock
         self.on_stored = on_stored
         self.on_paused = on_paused
-        self.metrics = metrics
+        self.metrics: Counters = metrics or NoCounters()
         self._batcher = _WriteBatcher(storage)
         # Feeds between the start of their fetch and the end of their parse, at most: when parsing is
         # slower than fetching (the first poll of many feeds), fetched bodies would otherwise pile up in
@@ -182,9 +183,9 @@ class Poller:
             log.info("feed %s recovered after %d failed polls%s", feed.name or feed.url, feed.error_count, failing,
                      extra={"feed": feed.name or feed.url})
         if res.stored:
-            self._count("entries_stored", "", res.stored)
+            self.metrics.count("entries_stored", "", res.stored)
         if res.paused:
-            self._count("feed_paused", "")
+            self.metrics.count("feed_paused", "")
         if self.on_stored is not None and res.announced:
             self.on_stored(res)
         if res.paused and self.on_paused is not None and outcome.pause_reason:
@@ -223,7 +224,7 @@ class Poller:
                 pause = f"failing for {_human(now - feed.first_error_at)}: {exc}"
             log.warning("feed %s failed (%d in a row): %s", feed.url, errors, exc,
                         extra={"feed": feed.name or feed.url, "error_kind": exc.kind})
-            self._count("poll", "error")
+            self.metrics.count("poll", "error")
             return PollOutcome(
                 feed_id=feed.id, now=now, status="error", http_status=status, error=str(exc)[:500],
                 next_fetch=next_fetch(now, interval, errors=errors, retry_after=retry_after, max_backoff=policy_cfg.max_backoff),
@@ -239,7 +240,7 @@ class Poller:
                 next_fetch=next_fetch(now, interval, errors=errors, max_backoff=policy_cfg.max_backoff),
             )
         finally:
-            self._observe("fetch_seconds", time.perf_counter() - started)
+            self.metrics.observe("fetch_seconds", time.perf_counter() - started)
 
     async def _after_fetch(self, feed: FeedState, result: FetchResult, now: float, interval: float,
                            stats: PollStats) -> PollOutcome:
@@ -255,12 +256,12 @@ class Poller:
             new_url = None
         if result.status == 304:
             stats.not_modified += 1
-            self._count("poll", "304")
+            self.metrics.count("poll", "304")
             return PollOutcome(feed.id, now, nxt, "not_modified", http_status=304, new_url=new_url)
         body_hash = result.body_hash
         if feed.body_hash == body_hash and feed.last_success is not None:
             stats.unchanged += 1
-            self._count("poll", "unchanged")
+            self.metrics.count("poll", "unchanged")
             return PollOutcome(feed.id, now, nxt, "unchanged", http_status=200, etag=result.etag,
                                last_modified=result.last_modified, new_url=new_url)
         t0 = time.perf_counter()
@@ -270,9 +271,9 @@ class Poller:
             parsed, deferred = await self.parser.parse_deferred(result.body, result.headers, result.url)
         else:
             parsed = await self.parser.parse(result.body, result.headers, result.url)
-        self._observe("parse_seconds", time.perf_counter() - t0)
+        self.metrics.observe("parse_seconds", time.perf_counter() - t0)
         stats.parsed += 1
-        self._count("poll", "200")
+        self.metrics.count("poll", "200")
         if parsed.warning and _cut_short(result.body, parsed):
             # its last entry may be cut in half (no GUID, half a title): storing it would announce it
             # broken now and again, whole, when the document is complete
@@ -326,13 +327,6 @@ class Poller:
 
         return replace(decision, new=swap(decision.new), announce=swap(decision.announce), digest=swap(decision.digest))
 
-    def _count(self, name: str, label: str, amount: int = 1) -> None:
-        if self.metrics is not None:
-            self.metrics.count(name, label, amount)  # type: ignore[attr-defined]
-
-    def _observe(self, name: str, value: float) -> None:
-        if self.metrics is not None:
-            self.metrics.observe(name, value)  # type: ignore[attr-defined]
 
     async def run(self, stop: asyncio.Event) -> None:
         """Polls until ``stop`` is set: a cycle, then sleep until the next feed is due."""

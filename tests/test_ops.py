@@ -237,7 +237,7 @@ def test_every_metric_name_the_pipeline_uses_is_defined():
     names = set()
     for source in ("bot/pipeline.py", "bot/deliver.py"):
         text = (ROOT / source).read_text()
-        names |= set(re.findall(r'_(?:count|observe)\("([a-z_]+)"', text))
+        names |= set(re.findall(r'metrics\.(?:count|observe)\("([a-z_]+)"', text))
     assert {"poll", "delivery", "entries_stored", "feed_paused", "parse_seconds", "delivery_seconds"} <= names
     assert [n for n in sorted(names) if not metrics.knows(n)] == []
 
