@@ -29,6 +29,18 @@ def make_config(tmp_path: Path, fake: Any, feeds: list[dict[str, Any]], **sectio
     return config_from_dict(data, tmp_path / "herald.toml")
 
 
+def fake_discord_toml(fake: Any, db: Path, token_env: str = "HERALD_TEST_TOKEN") -> str:
+    """The head of a herald.toml for a `herald` subprocess: Discord is the fake, storage a SQLite file."""
+    return f"""
+[discord]
+token_env = "{token_env}"
+api_base = "{fake.api_base}"
+gateway_url = "{fake.gateway_url}"
+[storage]
+url = "sqlite:///{db}"
+"""
+
+
 @contextlib.asynccontextmanager
 async def running_bot(config: Config, token: str, *, timeout: float = 15.0, **kwargs: Any) -> AsyncIterator[HeraldBot]:
     """Starts the bot, waits until its startup check ran, yields it, and closes it."""

@@ -14,8 +14,7 @@ import pytest
 
 from bot.limits import EMBED_DESCRIPTION, EMBED_TITLE, EMBED_TOTAL
 from bot.render import embed_length
-from bot.storage import open_storage
-from tests.discord_harness import SEED, make_config, running_bot
+from tests.discord_harness import SEED, fake_discord_toml, make_config, running_bot
 from tests.fakediscord import FakeDiscord
 from tests.feedgen import numbered_items, write_feed
 
@@ -71,7 +70,7 @@ async def test_role_mentions_ping_only_configured_roles(tmp_path, fake):
               "date": 1_700_000_000}]
     url = write_feed(tmp_path / "f.xml", items)
     config = make_config(tmp_path, fake, [{"url": url, "channels": [channel], "backfill": 1, "mention_roles": [777]}])
-    async with running_bot(config, TOKEN) as bot:
+    async with running_bot(config, TOKEN):
         await fake.wait_for_messages(channel, 1, timeout=20)
     [req] = posts(fake, channel)
     assert req.json["allowed_mentions"] == {"parse": [], "roles": ["777"]}
@@ -147,9 +146,8 @@ async def test_5xx_and_429_then_everything_arrives_once(tmp_path, fake):
     fake.fail_next(2, status=502, route="/channels/{channel_id}/messages")
     fake.rate_limit_next(3, retry_after=0.3, route="/channels/{channel_id}/messages")
     config = make_config(tmp_path, fake, [{"url": url, "channels": [channel], "backfill": 12, "max_per_poll": 20}])
-    async with running_bot(config, TOKEN) as bot:
+    async with running_bot(config, TOKEN):
         await fake.wait_for_messages(channel, 12, timeout=60)
-        await fake.wait_until(lambda: True)
     titles = [m["embeds"][0]["title"] for m in fake.messages(channel)]
     assert titles == [f"Post {i}" for i in range(12)]
     assert fake.count_status(502) >= 1
@@ -218,14 +216,7 @@ def _herald(args: list[str], env: dict[str, str], **kw) -> subprocess.Popen:
 
 
 def _write_toml(path: Path, fake: FakeDiscord, db: Path, feeds: str) -> Path:
-    path.write_text(f"""
-[discord]
-token_env = "HERALD_TEST_TOKEN"
-api_base = "{fake.api_base}"
-gateway_url = "{fake.gateway_url}"
-[storage]
-url = "sqlite:///{db}"
-[polling]
+    path.write_text(fake_discord_toml(fake, db) + f"""[polling]
 interval = "1h"
 {feeds}
 """)

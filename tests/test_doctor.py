@@ -14,7 +14,7 @@ import discord.http
 import pytest
 
 from bot.doctor import INVITE_PERMISSIONS, _permissions, run_doctor
-from tests.discord_harness import make_config
+from tests.discord_harness import fake_discord_toml, make_config
 from tests.fakediscord import FakeDiscord
 from tests.feedgen import numbered_items, write_feed
 
@@ -151,14 +151,7 @@ async def test_healthy_setup_exits_zero_through_the_cli(tmp_path, fake):
     hook_url = fake.add_webhook(hooked)
     url = write_feed(tmp_path / "f.xml", numbered_items(3))
     cfg = tmp_path / "herald.toml"
-    cfg.write_text(f"""
-[discord]
-token_env = "HERALD_TEST_TOKEN"
-api_base = "{fake.api_base}"
-gateway_url = "{fake.gateway_url}"
-[storage]
-url = "sqlite:///{tmp_path / 'h.db'}"
-[[feeds]]
+    cfg.write_text(fake_discord_toml(fake, tmp_path / 'h.db') + f"""[[feeds]]
 url = "{url}"
 name = "news"
 channels = [{text}, {forum}]

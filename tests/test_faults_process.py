@@ -18,6 +18,7 @@ import pytest
 
 from tests import hostile
 from tests.faultkit import record
+from tests.discord_harness import fake_discord_toml
 from tests.fakediscord import FakeDiscord
 from tests.hostile import HostileServer
 
@@ -44,14 +45,7 @@ backfill = 1000
 max_per_poll = 1000
 """ for i, (url, channel) in enumerate(feeds))
     cfg = tmp_path / "herald.toml"
-    cfg.write_text(f"""
-[discord]
-token_env = "HERALD_TEST_TOKEN"
-api_base = "{fake.api_base}"
-gateway_url = "{fake.gateway_url}"
-[storage]
-url = "sqlite:///{tmp_path / 'herald.db'}"
-[polling]
+    cfg.write_text(fake_discord_toml(fake, tmp_path / 'herald.db') + f"""[polling]
 interval = "{interval}"
 timeout = "5s"
 {blocks}""")

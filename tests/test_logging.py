@@ -20,6 +20,7 @@ import aiohttp
 import pytest
 
 from bot.logs import register_secret, setup_logging
+from tests.discord_harness import fake_discord_toml
 from tests.fakediscord import FakeDiscord
 from tests.feedgen import numbered_items, write_feed
 
@@ -134,14 +135,7 @@ async def test_bot_json_logs_include_discord_py_and_sigterm_exits_cleanly(tmp_pa
         url = write_feed(tmp_path / "f.xml", numbered_items(2))
         hook = fake.add_webhook(channel)
         cfg = tmp_path / "herald.toml"
-        cfg.write_text(f"""
-[discord]
-token_env = "HERALD_TEST_TOKEN"
-api_base = "{fake.api_base}"
-gateway_url = "{fake.gateway_url}"
-[storage]
-url = "sqlite:///{tmp_path / 'h.db'}"
-[logging]
+        cfg.write_text(fake_discord_toml(fake, tmp_path / 'h.db') + f"""[logging]
 format = "json"
 [[feeds]]
 url = "{url}"

@@ -26,6 +26,7 @@ from bot.models import StoredEntry, Subscription
 from bot.render import render_digest, render_entry
 from tests import hostile
 from tests.faultkit import record
+from tests.discord_harness import fake_discord_toml
 from tests.fakediscord import FakeDiscord
 from tests.feedgen import numbered_items, write_feed
 from tests.hostile import HostileServer
@@ -242,14 +243,7 @@ async def test_a_run_with_failing_webhooks_never_logs_a_secret(tmp_path):
         }
         url = write_feed(tmp_path / "f.xml", numbered_items(2))
         cfg = tmp_path / "h.toml"
-        cfg.write_text(f"""
-[discord]
-token_env = "HERALD_SECRET_TOKEN"
-api_base = "{fake.api_base}"
-gateway_url = "{fake.gateway_url}"
-[storage]
-url = "sqlite:///{tmp_path / 'h.db'}"
-[polling]
+        cfg.write_text(fake_discord_toml(fake, tmp_path / 'h.db', token_env="HERALD_SECRET_TOKEN") + f"""[polling]
 interval = "1h"
 [[feeds]]
 url = "{url}"
