@@ -26,6 +26,12 @@ ACCEPT_ENCODING = "gzip, deflate"
 ACCEPT = "application/rss+xml, application/atom+xml, application/feed+json, application/json;q=0.9, application/xml;q=0.9, text/xml;q=0.8, */*;q=0.5"
 
 
+class RefusedURL(FetchError, UnsafeURL):
+    """The guard refused the URL of a fetch. Both a FetchError, so that a stored feed whose
+    URL is refused fails like any feed (recorded, retried with backoff, paused in time),
+    and an UnsafeURL, so that callers validating a URL can tell it from a network failure."""
+
+
 @dataclass(slots=True)
 class FetchResult:
     status: int  # 200 (body present) or 304 (not modified)
@@ -130,7 +136,10 @@ class Fetcher:
         ``allow_file`` permits file: URLs (feeds from the config file).
         """
         # the URL as judged is the object aiohttp gets: no second parse can see another host
-        target = check_url(url, allow_private=self.allow_private or not guarded, allow_file=allow_file)
+        try:
+            target = check_url(url, allow_private=self.allow_private or not guarded, allow_file=allow_file)
+        except UnsafeURL as exc:
+            raise RefusedURL(f"refused: {exc}") from None
         if target.scheme == "file":
             return await self._fetch_file(url)
         host = target.raw_host or ""
@@ -198,7 +207,7 @@ class Fetcher:
             except (aiohttp.ClientError, OSError, UnsafeURL) as exc:
                 unsafe = unsafe_cause(exc)
                 if unsafe is not None:
-                    raise FetchError(f"refused: {unsafe}") from None
+                    raise RefusedURL(f"refused: {unsafe}") from None
                 raise FetchError(f"{type(exc).__name__}: {exc}") from None
         raise FetchError(f"more than {MAX_REDIRECTS} redirects")
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from bot.discover import find_feed_links, looks_like_html
 from bot.errors import FeedError, ParseError, UnsafeURL, UserError
-from bot.fetch import Fetcher, FetchResult
+from bot.fetch import Fetcher, FetchResult, RefusedURL
 from bot.models import ParsedFeed, StoredEntry
 from bot.netguard import check_url
 from bot.pipeline import ParsePool
@@ -55,8 +55,8 @@ async def validate_feed_url(url: str, fetcher: Fetcher, parser: ParsePool, *, al
 async def _fetch(url: str, fetcher: Fetcher) -> FetchResult:
     try:
         return await fetcher.fetch(url, guarded=True)
-    except UnsafeURL as exc:
-        raise UserError(f"That URL is refused: {exc}. {PUBLIC_ONLY}") from None
+    except RefusedURL as exc:  # "refused: <why>", by the static check or the resolver
+        raise UserError(f"That URL is {exc}. {PUBLIC_ONLY}") from None
     except FeedError as exc:
         raise UserError(f"Could not fetch {url}: {exc}.") from None
 

@@ -306,18 +306,42 @@ async def test_an_autodiscovered_link_to_the_internal_host_is_refused(server, in
     port = internal.port
     for path, href in (("/page.html", f"http://１２７.０.０.２:{port}/feed"),
                        ("/page2.html", f"http://①②⑦.⓪.⓪.②:{port}/feed"),
-                       ("/page3.html", f"http://127.2:{port}/feed")):
+                       ("/page3.html", f"http://127.2:{port}/feed"),
+                       ("/page4.html", f"http://&#xFF11;&#xFF12;&#xFF17;&#x3002;0&#x3002;0&#x3002;2:{port}/feed")):
         server.serve(path, (f'<!DOCTYPE html><html><head><title>Blog</title><link rel="alternate" '
                             f'type="application/rss+xml" href="{href}"></head><body>hi</body></html>').encode(),
                      "text/html; charset=utf-8")
     parser = ParsePool(inline=True)
     async with _fetcher() as f:
-        for path in ("/page.html", "/page2.html", "/page3.html"):
+        for path in ("/page.html", "/page2.html", "/page3.html", "/page4.html"):
             with pytest.raises(UserError) as info:
                 await validate_feed_url(f"http://feeds.test:{server.port}{path}", f, parser, allow_private=False)
             text = str(info.value)
             assert "advertises a feed at a refused URL" in text and "127.0.0.2" in text, (path, text)
             assert server.requests(path) == 1
     assert internal.requests("/feed") == 0
-    record("autodiscovery link spelling an internal address", area="security", runs=3, lost=0, duplicated=0,
+    record("autodiscovery link spelling an internal address", area="security", runs=4, lost=0, duplicated=0,
            outcome="refused before fetching the link; the internal server got 0 requests")
+
+
+async def test_a_stored_feed_with_a_spoofed_host_fails_its_polls_cleanly_and_fetches_nothing(tmp_path, server, internal,
+                                                                                           caplog):
+    """A feed stored before this guard (the bypass let /feed add store it) keeps being polled:
+    each poll is refused before any connection and recorded as the feed's error, like any
+    failing feed (backoff, then a pause), not as an internal error with a traceback."""
+    from tests.test_faults import Rig
+
+    rig = await Rig.start(tmp_path, server, guarded_victim=True)
+    try:
+        server.serve("/victim.xml", hostile.feed(range(1)))
+        await rig.herald.storage.add_feed(f"http://１２７.０.０.２:{internal.port}/feed", target="channel:3003",
+                                          guild_id=1, name="spoofed", backfill=1, now=rig.clock())
+        await rig.cycle(publish_control=False)
+        info = await rig.info("spoofed")
+        assert info.error_count == 1 and info.last_error is not None
+        assert info.last_error.startswith("refused: ") and "127.0.0.2 is a loopback address" in info.last_error
+        assert "internal error" not in info.last_error
+        assert not [r for r in caplog.records if "unexpected error while polling" in r.getMessage()]
+    finally:
+        await rig.close()
+    assert internal.requests("/feed") == 0
