@@ -9,11 +9,12 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 import aiohttp
 from aiohttp.abc import AbstractResolver
+from yarl import URL
 
 from bot import USER_AGENT
 from bot.errors import FeedGone, FetchError, FetchTimeout, TooLarge, UnsafeURL
@@ -23,6 +24,12 @@ MAX_REDIRECTS = 5
 # Herald decompresses bodies itself (see Fetcher._read_capped), so it offers only what it decodes.
 ACCEPT_ENCODING = "gzip, deflate"
 ACCEPT = "application/rss+xml, application/atom+xml, application/feed+json, application/json;q=0.9, application/xml;q=0.9, text/xml;q=0.8, */*;q=0.5"
+
+
+class RefusedURL(FetchError, UnsafeURL):
+    """The guard refused the URL of a fetch. Both a FetchError, so that a stored feed whose
+    URL is refused fails like any feed (recorded, retried with backoff, paused in time),
+    and an UnsafeURL, so that callers validating a URL can tell it from a network failure."""
 
 
 @dataclass(slots=True)
@@ -128,42 +135,49 @@ class Fetcher:
         ``guarded`` applies the private-address guard (feeds added from Discord);
         ``allow_file`` permits file: URLs (feeds from the config file).
         """
-        check_url(url, allow_private=self.allow_private or not guarded, allow_file=allow_file)
-        if urlsplit(url).scheme.lower() == "file":
+        # the URL as judged is the object aiohttp gets: no second parse can see another host
+        try:
+            target = check_url(url, allow_private=self.allow_private or not guarded, allow_file=allow_file)
+        except UnsafeURL as exc:
+            raise RefusedURL(f"refused: {exc}") from None
+        if target.scheme == "file":
             return await self._fetch_file(url)
-        host = (urlsplit(url).hostname or "").lower()
+        host = target.raw_host or ""
         sem = self._hosts.setdefault(host, asyncio.Semaphore(self.per_host))
         async with self._global, sem:
             try:
-                return await asyncio.wait_for(self._get(url, etag, last_modified, guarded), self.timeout)
+                return await asyncio.wait_for(self._get(url, target, etag, last_modified, guarded), self.timeout)
             except asyncio.TimeoutError:
                 raise FetchTimeout(f"timed out after {self.timeout:g}s") from None
 
-    async def _get(self, url: str, etag: str | None, last_modified: str | None, guarded: bool) -> FetchResult:
+    async def _get(self, url: str, target: URL, etag: str | None, last_modified: str | None,
+                   guarded: bool) -> FetchResult:
+        """GETs ``target`` (``url`` judged and parsed), judging and following redirects itself."""
         session = self._session(guarded)
         headers = {}
         if etag:
             headers["If-None-Match"] = etag
         if last_modified:
             headers["If-Modified-Since"] = last_modified
-        current = url
+        current = url  # the URL as reported back: the one given, then each hop's as judged
         permanent: str | None = None
         all_permanent = True
         for _hop in range(MAX_REDIRECTS + 1):
             try:
-                async with session.get(current, headers=headers, allow_redirects=False) as resp:
+                async with session.get(target, headers=headers, allow_redirects=False) as resp:
                     if resp.status in (301, 302, 303, 307, 308):
                         location = resp.headers.get("Location")
                         if not location:
                             raise FetchError(f"HTTP {resp.status} redirect without a Location", status=resp.status)
-                        nxt = urljoin(current, location)
+                        # aiohttp decodes header bytes as UTF-8 (lone surrogates for the rest);
+                        # the Location is judged relative to this hop, and the judged URL fetched
                         try:
-                            check_url(nxt, allow_private=self.allow_private or not guarded)
+                            target = check_url(location, allow_private=self.allow_private or not guarded, base=target)
                         except UnsafeURL as exc:
                             raise FetchError(f"redirect to a refused URL: {exc}", status=resp.status) from None
+                        current = str(target)
                         all_permanent = all_permanent and resp.status in (301, 308)
-                        permanent = nxt if all_permanent else None
-                        current = nxt
+                        permanent = current if all_permanent else None
                         continue
                     if resp.status == 304:
                         return FetchResult(304, current, permanent_url=permanent, etag=etag, last_modified=last_modified)
@@ -193,7 +207,7 @@ class Fetcher:
             except (aiohttp.ClientError, OSError, UnsafeURL) as exc:
                 unsafe = unsafe_cause(exc)
                 if unsafe is not None:
-                    raise FetchError(f"refused: {unsafe}") from None
+                    raise RefusedURL(f"refused: {unsafe}") from None
                 raise FetchError(f"{type(exc).__name__}: {exc}") from None
         raise FetchError(f"more than {MAX_REDIRECTS} redirects")
 

@@ -7,11 +7,14 @@ from dataclasses import dataclass
 
 from bot.discover import find_feed_links, looks_like_html
 from bot.errors import FeedError, ParseError, UnsafeURL, UserError
-from bot.fetch import Fetcher, FetchResult
+from bot.fetch import Fetcher, FetchResult, RefusedURL
 from bot.models import ParsedFeed, StoredEntry
 from bot.netguard import check_url
 from bot.pipeline import ParsePool
 from bot.storage.base import FeedInfo, Storage
+
+
+PUBLIC_ONLY = "Feeds added from Discord must be on the public internet, with the host written plainly."
 
 
 @dataclass(slots=True)
@@ -28,7 +31,7 @@ async def validate_feed_url(url: str, fetcher: Fetcher, parser: ParsePool, *, al
     try:
         check_url(url, allow_private=allow_private, allow_file=False)
     except UnsafeURL as exc:
-        raise UserError(f"That URL cannot be used: {exc}.") from None
+        raise UserError(f"That URL is refused: {exc}. {PUBLIC_ONLY}") from None
     result = await _fetch(url, fetcher)
     source = None
     if looks_like_html(result.body, result.headers.get("content-type")):
@@ -40,7 +43,7 @@ async def validate_feed_url(url: str, fetcher: Fetcher, parser: ParsePool, *, al
         try:
             check_url(url, allow_private=allow_private, allow_file=False)
         except UnsafeURL as exc:
-            raise UserError(f"The page advertises a feed at a URL that cannot be used: {exc}.") from None
+            raise UserError(f"The page advertises a feed at a refused URL: {exc}. {PUBLIC_ONLY}") from None
         result = await _fetch(url, fetcher)
     try:
         parsed = await parser.parse(result.body, result.headers, result.url)
@@ -52,8 +55,8 @@ async def validate_feed_url(url: str, fetcher: Fetcher, parser: ParsePool, *, al
 async def _fetch(url: str, fetcher: Fetcher) -> FetchResult:
     try:
         return await fetcher.fetch(url, guarded=True)
-    except UnsafeURL as exc:
-        raise UserError(f"That URL cannot be used: {exc}.") from None
+    except RefusedURL as exc:  # "refused: <why>", by the static check or the resolver
+        raise UserError(f"That URL is {exc}. {PUBLIC_ONLY}") from None
     except FeedError as exc:
         raise UserError(f"Could not fetch {url}: {exc}.") from None
 
