@@ -26,8 +26,8 @@ from bot.models import Known, ParsedEntry, Policy
 from bot.pipeline import WriteRejected, _WriteBatcher
 from bot.storage.base import DataRejected, PollOutcome, PollResult
 from bot.storage.normalise import (
-    KEY_HASH_MARK, MAX_KEY_CHARS, MAX_SUMMARY_CHARS, MAX_TITLE_CHARS, MAX_URL_CHARS, clean, normalise_entry,
-    storage_key,
+    BTREE_ROW_BYTES, KEY_HASH_MARK, MAX_KEY_CHARS, MAX_SUMMARY_CHARS, MAX_TITLE_CHARS, MAX_URL_CHARS,
+    TSVECTOR_BYTES, TSVECTOR_BYTES_PER_CHAR, clean, normalise_entry, storage_key,
 )
 from bot.storage.sql import SqlStorage
 from tests.feedserver import FeedServer, numbered_items, rss
@@ -203,15 +203,36 @@ async def test_a_long_key_an_older_herald_stored_whole_is_still_known(backend: B
     assert out.decision is not None and out.decision.new == ()
 
 
+async def test_both_backends_tell_a_refused_value_from_a_database_failure(backend: Backend) -> None:
+    """What the write batcher relies on: a refused value is :class:`DataRejected`, the
+    database failing is a plain :class:`StorageError`, on SQLite as on PostgreSQL."""
+    db = backend.storage.db
+    await db.execute("INSERT INTO kv (key, value) VALUES ('k', 'v')")
+    with pytest.raises(DataRejected, match="(?i)unique"):
+        await db.execute("INSERT INTO kv (key, value) VALUES ('k', 'v')")
+    with pytest.raises(DataRejected, match="surrogates not allowed"):
+        await db.execute("INSERT INTO kv (key, value) VALUES ('s', ?)", ("\ud800",))
+    with pytest.raises(StorageError) as failed:
+        await db.execute("UPDATE no_such_table SET x = 1")
+    assert not isinstance(failed.value, DataRejected)
+
+
 # --- the key cap, as a property -------------------------------------------------------------------
 
 _ANY_CHAR = st.characters(codec=None, exclude_categories=())  # surrogates and NUL included
-_STORABLE_CHAR = st.characters(exclude_characters="\x00")  # hypothesis leaves surrogates out by default
+_STORABLE_CHAR = st.characters(codec="utf-8", exclude_characters="\x00")  # what UTF-8 encodes, but NUL
 
 
 @given(st.text(_STORABLE_CHAR, max_size=MAX_KEY_CHARS))
 def test_keys_up_to_the_cap_are_stored_as_they_are(key: str) -> None:
     assert storage_key(key) == key
+
+
+@given(st.text(_STORABLE_CHAR, min_size=1, max_size=20), st.integers(0, MAX_KEY_CHARS))
+def test_keys_of_any_length_up_to_the_cap_are_stored_as_they_are(unit: str, length: int) -> None:
+    key = (unit * MAX_KEY_CHARS)[:length]  # lengths right up to the cap, which short random text rarely reaches
+    assert storage_key(key) == key
+    assert storage_key(key + "x" * (MAX_KEY_CHARS + 1 - length)) != key + "x" * (MAX_KEY_CHARS + 1 - length)
 
 
 @settings(max_examples=50)
@@ -236,6 +257,13 @@ def test_clean_leaves_only_storable_text(text: str) -> None:
     got.encode("utf-8")
     assert "\x00" not in got
     assert got == "".join(ch for ch in text if ch != "\x00" and not 0xD800 <= ord(ch) <= 0xDFFF)
+
+
+def test_the_caps_stay_well_inside_postgresqls_limits() -> None:
+    # a key of 4-byte characters and a feed id fit a B-tree row; title + summary use under a third
+    # of a tsvector even at the densest text (which the test above stores on PostgreSQL)
+    assert MAX_KEY_CHARS * 4 + 8 < BTREE_ROW_BYTES
+    assert (MAX_TITLE_CHARS + MAX_SUMMARY_CHARS) * TSVECTOR_BYTES_PER_CHAR * 3 < TSVECTOR_BYTES
 
 
 def test_normalise_entry_drops_urls_too_long_to_be_right() -> None:

@@ -33,7 +33,9 @@ from bot.storage.base import PollOutcome
 
 # --- limits ---------------------------------------------------------------------------------------
 
-#: the longest identity key stored as it is; at 4 UTF-8 bytes a character, 2 KB: under a B-tree row
+#: PostgreSQL's limit on a B-tree index row (keys are in the entries' unique and link indexes)
+BTREE_ROW_BYTES = 2_704
+#: the longest identity key stored as it is: at 4 UTF-8 bytes a character, 2 KB, under a B-tree row
 MAX_KEY_CHARS = 512
 #: between a capped key's prefix and the hex SHA-256 of the whole key
 KEY_HASH_MARK = "#sha256:"
@@ -43,8 +45,10 @@ _KEY_PREFIX_CHARS = MAX_KEY_CHARS - len(KEY_HASH_MARK) - 64
 MAX_TITLE_CHARS = 2_000
 #: entry summaries (Markdown); the parser keeps 20,000 characters, this bounds any other source
 MAX_SUMMARY_CHARS = 50_000
-#: title + summary: 6 bytes of tsvector a character at worst, against PostgreSQL's 1,048,575
-MAX_INDEXED_CHARS = MAX_TITLE_CHARS + MAX_SUMMARY_CHARS
+#: PostgreSQL's limit on one tsvector (an entry's title and summary together)
+TSVECTOR_BYTES = 1_048_575
+#: tsvector bytes a character of text costs at most (measured: words of one CJK character each)
+TSVECTOR_BYTES_PER_CHAR = 6
 MAX_AUTHOR_CHARS = 500
 #: entry links, image URLs and the feed's own link: longer ones are dropped
 MAX_URL_CHARS = 8_192
