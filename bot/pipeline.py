@@ -25,7 +25,7 @@ from bot.fetch import Fetcher, FetchResult
 from bot.models import Decision, FeedState, Known, ParsedFeed, Policy
 from bot.parse import parse_feed, parse_feed_deferred, summarise
 from bot.schedule import next_fetch
-from bot.storage.base import PollOutcome, PollResult, Storage
+from bot.storage.base import DataRejected, PollOutcome, PollResult, Storage
 
 log = logging.getLogger("herald.poll")
 
@@ -88,8 +88,35 @@ class PollStats:
     announced: int = 0
 
 
+REJECTED_ERROR_CHARS = 400  # of the database's error, in a rejected feed's last_error and log line
+
+
+class WriteRejected(StorageError):
+    """One poll outcome could not be written while others could: the database refused
+    something in that feed's data (or a bug tripped on it). Its batch's other outcomes
+    were written."""
+
+    def __init__(self, outcome: PollOutcome, cause: BaseException) -> None:
+        self.outcome = outcome
+        self.cause = cause
+        text = str(cause) if isinstance(cause, StorageError) else f"{type(cause).__name__}: {cause}"
+        super().__init__(text[:REJECTED_ERROR_CHARS])  # the database may quote the whole offending value
+
+
+def _outcomes_fault(exc: BaseException) -> bool:
+    """True when a failed write may be the fault of what was written rather than of the
+    database (locked, full, unreachable: a plain StorageError, which every write would get)."""
+    return isinstance(exc, DataRejected) or not isinstance(exc, StorageError)
+
+
 class _WriteBatcher:
-    """Collects poll outcomes and writes whatever has queued up in one transaction."""
+    """Collects poll outcomes and writes whatever has queued up in one transaction.
+
+    A batch that the database refuses for its data (:class:`DataRejected`, or an unexpected
+    error) is written again one outcome at a time, so that one feed's bad data fails that
+    feed alone, with :class:`WriteRejected`. When the database itself fails (locked, disk
+    full, unreachable), every outcome gets its error and nothing is retried.
+    """
 
     def __init__(self, storage: Storage, max_batch: int = 256) -> None:
         self.storage = storage
@@ -108,17 +135,66 @@ class _WriteBatcher:
         while self._queue:
             batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch:]
             try:
-                results = await self.storage.apply_polls([o for o, _ in batch])
+                await self._write(batch)
             except BaseException as exc:
+                failure = exc if isinstance(exc, Exception) else StorageError("write cancelled")
                 for _, fut in batch:
                     if not fut.done():
-                        fut.set_exception(exc if isinstance(exc, Exception) else StorageError("write cancelled"))
+                        fut.set_exception(failure)
                 if not isinstance(exc, Exception):
                     raise
+
+    async def _write(self, batch: list[tuple[PollOutcome, asyncio.Future[PollResult]]]) -> None:
+        try:
+            results = await self.storage.apply_polls([o for o, _ in batch])
+        except Exception as exc:
+            if not _outcomes_fault(exc):
+                raise
+            if len(batch) == 1:
+                batch[0][1].set_exception(WriteRejected(batch[0][0], exc))
+            else:
+                await self._write_one_by_one(batch)
+            return
+        if len(results) != len(batch):  # written, but whose result is whose is unknown: not retried
+            raise StorageError(f"the storage returned {len(results)} results for {len(batch)} poll outcomes")
+        for (_, fut), res in zip(batch, results, strict=True):
+            if not fut.done():
+                fut.set_result(res)
+
+    async def _write_one_by_one(self, batch: list[tuple[PollOutcome, asyncio.Future[PollResult]]]) -> None:
+        for outcome, fut in batch:
+            if fut.done():
                 continue
-            for (_, fut), res in zip(batch, results):
-                if not fut.done():
-                    fut.set_result(res)
+            try:
+                [res] = await self.storage.apply_polls([outcome])
+            except Exception as exc:
+                if not _outcomes_fault(exc):
+                    raise  # the database failed meanwhile: this outcome and the rest get its error
+                fut.set_exception(WriteRejected(outcome, exc))
+            else:
+                fut.set_result(res)
+
+
+def _rejected_outcome(feed: FeedState, exc: WriteRejected, config: Config, stats: PollStats,
+                      metrics: Counters) -> PollOutcome:
+    """The error outcome written in place of a poll outcome that the database refused: the
+    feed's error is recorded and it backs off (and is paused in the end) like any failing feed."""
+    stats.errors += 1
+    now = exc.outcome.now
+    errors = feed.error_count + 1
+    error = f"could not store this feed's entries: {exc}"
+    pause = None
+    if feed.first_error_at is not None and now - feed.first_error_at >= config.polling.pause_after:
+        pause = f"failing for {_human(now - feed.first_error_at)}: {error}"
+    log.warning("feed %s: %s (%d failed polls in a row; retried after a backoff; if it persists, report the feed "
+                "as a Herald bug)", feed.url, error, errors, extra={"feed": feed.name or feed.url, "error_kind": "storage"})
+    metrics.count("poll", "error")
+    return PollOutcome(
+        feed_id=feed.id, now=now, status="error", http_status=exc.outcome.http_status, error=error,
+        next_fetch=next_fetch(now, feed.interval or config.polling.interval, errors=errors,
+                              max_backoff=config.polling.max_backoff),
+        pause_reason=pause,
+    )
 
 
 class Poller:
@@ -177,7 +253,11 @@ class Poller:
     async def _poll_one(self, feed: FeedState, stats: PollStats) -> PollResult:
         async with self._in_flight:
             outcome = await self.poll_feed(feed, stats)
-        res = await self._batcher.submit(outcome)
+        try:
+            res = await self._batcher.submit(outcome)
+        except WriteRejected as exc:  # this feed's data alone: record it as the feed's error, back off
+            outcome = _rejected_outcome(feed, exc, self.config, stats, self.metrics)
+            res = await self._batcher.submit(outcome)  # fails only when the database does
         if outcome.status != "error" and feed.error_count:
             failing = f" (failing for {_human(outcome.now - feed.first_error_at)})" if feed.first_error_at else ""
             log.info("feed %s recovered after %d failed polls%s", feed.name or feed.url, feed.error_count, failing,

@@ -6,7 +6,14 @@ from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
 from bot.config import FeedConfig
+from bot.errors import StorageError
 from bot.models import Decision, Delivery, FeedState, StoredEntry, Subscription
+
+
+class DataRejected(StorageError):
+    """The database refused a value it was given (a character it cannot store, a key too
+    long for its index, a broken constraint): the data's fault, not the database's, so other
+    writes still work. Both backends raise it for the same causes."""
 
 
 @dataclass(slots=True)

@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 
 from bot.errors import StorageError
-from bot.storage.base import SearchHit, SearchPage
+from bot.storage.base import DataRejected, SearchHit, SearchPage
 from bot.storage.db import Row
 from bot.storage.search import query_terms
 from bot.storage.sql import _ENTRY_COLS, _FEED_NAME, SqlStorage, _entry
@@ -109,6 +109,11 @@ def _quote_ident(name: str) -> str:
 
 
 # --- the adapter --------------------------------------------------------------------------------
+
+# errors about a value, not the database: SQLSTATE classes 22 (data exception: NUL, encoding, ...),
+# 23 (integrity constraint) and 54 (program limit: index row size, tsvector size); asyncpg also
+# raises DataError itself for an argument it cannot encode (a lone surrogate)
+_REJECTED_DATA = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, asyncpg.ProgramLimitExceededError)
 
 
 class PostgresConn:
@@ -215,6 +220,8 @@ class PostgresDB(PostgresConn):
             raise StorageError(
                 f"cannot connect to PostgreSQL at {redact_dsn(self.dsn)}: authentication failed ({self._describe(exc)})"
             ) from None
+        except _REJECTED_DATA as exc:
+            raise DataRejected(f"{what}: {self._describe(exc)}") from exc
         except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise StorageError(f"{what}: {self._describe(exc)}") from exc
 

@@ -10,6 +10,7 @@ from bot.config import FeedConfig
 from bot.models import Delivery, FeedState, StoredEntry, Subscription
 from bot.storage.base import ClaimedDelivery, FeedInfo, PollOutcome, PollResult, SearchPage
 from bot.storage.db import Conn, Database
+from bot.storage.normalise import MAX_TITLE_CHARS, clean_optional, lookup_keys, normalise_outcome
 
 _ENTRY_COLS = "e.id, e.feed_id, e.key, e.title, e.link, e.summary, e.author, e.published, e.image, e.first_seen"
 _FEED_NAME = "COALESCE(f.name, f.title, f.url)"
@@ -144,7 +145,9 @@ class SqlStorage:
         async with self.db.transaction() as tx:
             row = await tx.fetchone("SELECT id, last_success FROM feeds WHERE url = ?", (url,))
             if row is None:
-                feed_id = await self._upsert_feed(tx, url, now, title=title, backfill=backfill)
+                feed_id = await self._upsert_feed(
+                    tx, url, now, title=clean_optional(title, MAX_TITLE_CHARS), backfill=backfill,
+                )
                 fresh_feed = True
             else:
                 feed_id, fresh_feed = int(row[0]), row[1] is None
@@ -321,13 +324,20 @@ class SqlStorage:
         return float(row[0]) if row and row[0] is not None else None
 
     async def known(self, feed_id: int, keys: Sequence[str], link_keys: Sequence[str]) -> tuple[set[str], set[str]]:
+        """The keys and link keys of the feed's stored entries that have one of ``keys`` or
+        ``link_keys`` (as parsed: they are looked up as :mod:`bot.storage.normalise` stores them)."""
         if not keys:
             return set(), set()
+        key_forms = lookup_keys(keys)
+        link_forms = lookup_keys(k for k in link_keys if k)
         rows = await self.db.fetchall(
             f"SELECT key, link_key FROM entries WHERE feed_id = ? AND ({self._in_list('key')} OR {self._in_list('link_key')})",  # nosec B608 # constant SQL fragments; values are bound
-            (feed_id, self._list_param(keys), self._list_param([k for k in link_keys if k])),
+            (feed_id, self._list_param(list(key_forms)), self._list_param(list(link_forms))),
         )
-        return {r[0] for r in rows}, {r[1] for r in rows if r[1]}
+        # the stored keys and link keys of every matching row, as the caller spelled those it asked for
+        found_keys = {k for r in rows for k in key_forms.get(r[0], (r[0],))}
+        found_links = {k for r in rows if r[1] for k in link_forms.get(r[1], (r[1],))}
+        return found_keys, found_links
 
     async def apply_polls(self, outcomes: Sequence[PollOutcome]) -> list[PollResult]:
         """Writes a batch of polls in one transaction: feed state, new entries, and the
@@ -341,6 +351,7 @@ class SqlStorage:
         return results
 
     async def _apply_poll(self, tx: Conn, o: PollOutcome) -> PollResult:
+        o = normalise_outcome(o)  # nothing a feed sent can fail the statements below (or the batch)
         res = PollResult(o.feed_id)
         if o.status == "error":
             await tx.execute(
@@ -381,7 +392,7 @@ class SqlStorage:
             [(o.feed_id, e.key, e.link_key, e.title, e.link, e.summary, e.author, e.published, e.updated, e.image, o.now)
              for e in d.new],
         )
-        id_by_key = {e.key: i for e, i in zip(d.new, ids) if i is not None}
+        id_by_key = {e.key: i for e, i in zip(d.new, ids, strict=True) if i is not None}
         res.stored = len(id_by_key)
         announce = [id_by_key[e.key] for e in d.announce if e.key in id_by_key]
         digest = [id_by_key[e.key] for e in d.digest if e.key in id_by_key]

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable, Sequence, TypeVar
 
 from bot.errors import StorageError
-from bot.storage.base import PollOutcome, PollResult, SearchHit, SearchPage
+from bot.storage.base import DataRejected, PollOutcome, PollResult, SearchHit, SearchPage
 from bot.storage.db import Conn, Row
 from bot.storage.sql import SqlStorage
 from bot.storage.search import fts5_query
@@ -119,6 +119,9 @@ MIGRATIONS: list[str] = [
 ]
 
 _TITLE_WEIGHT = 8.0
+# errors about a value, not the database (as PostgreSQL's DataError and friends): a constraint,
+# a string or blob too big, text the driver cannot encode (a lone surrogate)
+_REJECTED_DATA = (sqlite3.IntegrityError, sqlite3.DataError, UnicodeEncodeError)
 
 
 class SQLiteDB:
@@ -222,6 +225,8 @@ class SQLiteDB:
             return fn()
         except sqlite3.OperationalError as exc:
             raise StorageError(f"database error: {exc}") from exc
+        except _REJECTED_DATA as exc:
+            raise DataRejected(f"database error: {type(exc).__name__}: {exc}") from exc
 
     async def _guarded(self, fn: Callable[[], T]) -> T:
         if self._tx_owner is not None and self._tx_owner is asyncio.current_task():
