@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import re
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, Awaitable, Callable, Sequence
@@ -124,6 +125,7 @@ class ParsePool:
         self._busy: set[_Worker] = set()
         self._slots: asyncio.Semaphore | None = None
         self._threads: ThreadPoolExecutor | None = None
+        _POOLS.add(self)
 
     def pids(self) -> list[int]:
         """The process ids of the live workers (idle and busy)."""
@@ -266,16 +268,23 @@ def _ignore_result(fut: "asyncio.Future[Any]") -> None:
         fut.exception()  # retrieved, so that asyncio does not log it as never retrieved
 
 
-def stop_parse_servers() -> None:
-    """Stops multiprocessing's forkserver (the parent of every parse worker) once no worker is
-    left, so that no process outlives Herald. For the end of a process: a later pool would
-    start a new forkserver."""
-    try:
-        from multiprocessing import forkserver
+_POOLS: "weakref.WeakSet[ParsePool]" = weakref.WeakSet()
 
-        forkserver._forkserver._stop()
-    except (AttributeError, OSError, ChildProcessError):
-        pass
+
+def stop_parse_servers() -> bool:
+    """At the end of a process: stops multiprocessing's forkserver (the parent of every parse
+    worker) and its resource tracker, and waits for them, so that no process outlives Herald.
+    Does nothing (False) while a pool still has a worker: the forkserver lives as long as they do."""
+    if any(pool.pids() for pool in list(_POOLS)):
+        return False
+    from multiprocessing import forkserver, resource_tracker
+
+    for server in (getattr(forkserver, "_forkserver", None), getattr(resource_tracker, "_resource_tracker", None)):
+        try:
+            server._stop()  # type: ignore[union-attr]
+        except (AttributeError, OSError, ChildProcessError):  # not running, or not this Python's internals
+            pass
+    return True
 
 
 @dataclass(slots=True)
@@ -373,7 +382,7 @@ class Poller:
                 feeds = await self.storage.claim_due_feeds(now, limit, lease)
             if not feeds:
                 break
-            results = await asyncio.gather(*(self._poll_one(f, stats) for f in feeds))
+            results = await _all_or_cancel([self._poll_one(f, stats) for f in feeds])
             for res in results:
                 stats.stored += res.stored
                 stats.announced += res.announced
@@ -610,6 +619,22 @@ class Poller:
 @dataclass(slots=True)
 class _Pass:
     remaining: int
+
+
+async def _all_or_cancel(coros: Sequence[Awaitable[PollResult]]) -> list[PollResult]:
+    """Like ``asyncio.gather``, but the first exception (a storage error) cancels the other polls
+    and waits for them before it is raised: nothing keeps running behind a failed cycle."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:  # also when the cycle itself is cancelled
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for t in tasks:
+        if not t.cancelled() and t.exception() is not None:
+            raise t.exception()  # type: ignore[misc]
+    return [t.result() for t in tasks]
 
 
 async def _wait_any(a: asyncio.Event, b: asyncio.Event, timeout: float) -> None:
