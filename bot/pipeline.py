@@ -127,6 +127,11 @@ class ParsePool:
         self._threads: ThreadPoolExecutor | None = None
         _POOLS.add(self)
 
+    @property
+    def busy(self) -> int:
+        """How many calls are running in a worker right now."""
+        return len(self._busy)
+
     def pids(self) -> list[int]:
         """The process ids of the live workers (idle and busy)."""
         return [w.pid for w in [*self._idle, *self._busy] if w.pid is not None]
