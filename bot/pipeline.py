@@ -11,6 +11,8 @@ import logging
 import multiprocessing
 import os
 import re
+import signal
+import threading
 import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +41,7 @@ CLAIM_LIMIT = 1000  # feeds claimed at once
 
 DEFAULT_PARSE_TIMEOUT = 15.0  # seconds; [polling] parse_timeout
 WORKER_EXIT_WAIT = 2.0  # how long close() waits for a killed worker to be reaped
+SERVER_STOP_WAIT = 3.0  # how long stop_parse_servers() waits for the forkserver to exit
 
 
 class _Worker:
@@ -125,6 +128,9 @@ class ParsePool:
         self._busy: set[_Worker] = set()
         self._slots: asyncio.Semaphore | None = None
         self._threads: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()  # _live and _generation, shared with the threads that start workers
+        self._live: set[_Worker] = set()  # every started worker not yet killed
+        self._generation = 0  # bumped by close()
         _POOLS.add(self)
 
     @property
@@ -134,7 +140,8 @@ class ParsePool:
 
     def pids(self) -> list[int]:
         """The process ids of the live workers (idle and busy)."""
-        return [w.pid for w in [*self._idle, *self._busy] if w.pid is not None]
+        with self._lock:
+            return [w.pid for w in self._live if w.pid is not None]
 
     async def parse(self, body: bytes, headers: dict[str, str], url: str) -> ParsedFeed:
         return await self.call(url, parse_feed, body, headers, url)  # type: ignore[no-any-return]
@@ -186,17 +193,34 @@ class ParsePool:
             self._ctx = _mp_context()
         loop = asyncio.get_running_loop()
         # starting a process blocks (the first one also starts the forkserver): in a thread
-        start = loop.run_in_executor(self._executor(), _Worker, self._ctx)
+        start = loop.run_in_executor(self._executor(), self._start_worker, self._generation)
         try:
-            return await asyncio.shield(start)
+            worker = await asyncio.shield(start)
         except asyncio.CancelledError:
             start.add_done_callback(self._keep_started)
             raise
+        if worker is None:
+            raise ParseError("the parse was stopped: Herald is shutting down")
+        return worker
 
-    def _keep_started(self, fut: "asyncio.Future[_Worker]") -> None:
-        if fut.cancelled() or fut.exception() is not None:
+    def _start_worker(self, generation: int) -> _Worker | None:
+        """In a thread: a new worker, registered, or None (killed at once) when close() came first."""
+        worker = _Worker(self._ctx)
+        with self._lock:
+            if generation == self._generation:
+                self._live.add(worker)
+                return worker
+        worker.stopped = True
+        worker.kill()
+        worker.reap(WORKER_EXIT_WAIT)
+        return None
+
+    def _keep_started(self, fut: "asyncio.Future[_Worker | None]") -> None:
+        if fut.cancelled() or fut.exception() is not None or fut.result() is None:
             return
-        self._idle.append(fut.result())
+        worker = fut.result()
+        if not worker.stopped:
+            self._idle.append(worker)
 
     async def _run(self, worker: _Worker, url: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[str, Any]:
         loop = asyncio.get_running_loop()
@@ -223,6 +247,8 @@ class ParsePool:
     def _discard(self, worker: _Worker, running: "asyncio.Future[Any] | None" = None) -> None:
         """Kills ``worker``; its pipe is closed once no thread uses it any more."""
         self._busy.discard(worker)
+        with self._lock:
+            self._live.discard(worker)
         worker.kill()
         if running is None or running.done():
             worker.reap()
@@ -249,15 +275,21 @@ class ParsePool:
     def close(self) -> None:
         """Kills every worker, busy or idle, and waits (briefly) until they are gone. A call in
         flight raises ParseError. The pool can be used again afterwards: it starts new workers."""
-        idle, busy = self._idle, list(self._busy)
+        with self._lock:  # a worker that is still starting sees the new generation and kills itself
+            self._generation += 1
+            victims = list(self._live)
+            self._live.clear()
+        idle = set(self._idle)
         self._idle = []
         self._busy.clear()
-        for w in (*idle, *busy):
+        for w in victims:
             w.stopped = True
             w.kill()
-        for w in idle:
-            w.reap(WORKER_EXIT_WAIT)
-        for w in busy:  # their pipes are closed by the calls that use them, which now see the end of file
+        for w in victims:
+            if w in idle:
+                w.reap(WORKER_EXIT_WAIT)
+                continue
+            # busy: its pipe is closed by the call that uses it, which now sees the end of file
             try:
                 w.process.join(WORKER_EXIT_WAIT)
             except (OSError, ValueError, AssertionError):
@@ -276,20 +308,38 @@ def _ignore_result(fut: "asyncio.Future[Any]") -> None:
 _POOLS: "weakref.WeakSet[ParsePool]" = weakref.WeakSet()
 
 
-def stop_parse_servers() -> bool:
+def stop_parse_servers(timeout: float = SERVER_STOP_WAIT) -> bool:
     """At the end of a process: stops multiprocessing's forkserver (the parent of every parse
     worker) and its resource tracker, and waits for them, so that no process outlives Herald.
-    Does nothing (False) while a pool still has a worker: the forkserver lives as long as they do."""
+    Does nothing (False) while a pool still has a worker. Never waits longer than about
+    ``timeout`` for each: one that does not exit by then (a worker that was still starting
+    holds it open) is killed."""
     if any(pool.pids() for pool in list(_POOLS)):
         return False
     from multiprocessing import forkserver, resource_tracker
 
-    for server in (getattr(forkserver, "_forkserver", None), getattr(resource_tracker, "_resource_tracker", None)):
-        try:
-            server._stop()  # type: ignore[union-attr]
-        except (AttributeError, OSError, ChildProcessError):  # not running, or not this Python's internals
-            pass
+    for server, pid_attr in ((getattr(forkserver, "_forkserver", None), "_forkserver_pid"),
+                             (getattr(resource_tracker, "_resource_tracker", None), "_pid")):
+        pid = getattr(server, pid_attr, None)
+        if server is None or pid is None:
+            continue
+        stopper = threading.Thread(target=_stop_quietly, args=(server,), name="herald-stop-forkserver", daemon=True)
+        stopper.start()
+        stopper.join(timeout)
+        if stopper.is_alive():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+            stopper.join(timeout)
     return True
+
+
+def _stop_quietly(server: Any) -> None:
+    try:
+        server._stop()  # closes its "alive" pipe and waits for it: multiprocessing's own shutdown
+    except (AttributeError, OSError, ChildProcessError):  # not running, or not this Python's internals
+        pass
 
 
 @dataclass(slots=True)
@@ -556,7 +606,7 @@ class Poller:
         (at most :attr:`max_tasks` at once), and the loop claims feeds as they become due while
         slow ones are still in flight. A pass (one claim) counts as a completed cycle
         (:attr:`last_cycle`, :attr:`cycle_done`) once every feed it claimed is done, so one slow
-        feed delays only its own pass. On return the polls in flight are cancelled: their feeds'
+        feed delays only its own pass; a pass that claims nothing counts when no poll is in flight. On return the polls in flight are cancelled: their feeds'
         leases run out and they are polled again (by this process after a restart, at once)."""
         active: dict[int, asyncio.Task[None]] = {}
         try:
@@ -587,7 +637,8 @@ class Poller:
         feeds = [f for f in feeds if f.id not in active]  # (a lease that ran out while its poll was in flight)
         cycle = _Pass(len(feeds))
         if not feeds:
-            self._cycle_finished()
+            if not active:  # nothing due and nothing in flight: a complete (empty) cycle
+                self._cycle_finished()
             return
         stats = PollStats()
         for feed in feeds:
