@@ -205,7 +205,7 @@ async def _preview(config: Config, args: argparse.Namespace) -> int:
     from bot.render import render_entry
 
     p = config.polling
-    parser = ParsePool(1, inline=True)
+    parser = ParsePool(1, inline=True, timeout=p.parse_timeout)
     try:
         async with Fetcher(timeout=p.timeout, max_bytes=p.max_bytes, allow_private=True) as fetcher:
             result = await fetcher.fetch(args.url, guarded=False, allow_file=True)

@@ -682,15 +682,12 @@ async def _all_or_cancel(coros: Sequence[Awaitable[PollResult]]) -> list[PollRes
     and waits for them before it is raised: nothing keeps running behind a failed cycle."""
     tasks = [asyncio.ensure_future(c) for c in coros]
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-    finally:  # also when the cycle itself is cancelled
+        return await asyncio.gather(*tasks)
+    except BaseException:  # also when the cycle itself is cancelled
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    for t in tasks:
-        if not t.cancelled() and t.exception() is not None:
-            raise t.exception()  # type: ignore[misc]
-    return [t.result() for t in tasks]
+        raise
 
 
 async def _wait_any(a: asyncio.Event, b: asyncio.Event, timeout: float) -> None:
