@@ -20,6 +20,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from bot.config import Config
 from bot.errors import HeraldError
 from bot.metrics import CONTENT_TYPE, Metrics
+from bot.pipeline import POLLER_MAX_SLEEP, feed_lease
 
 if TYPE_CHECKING:
     from bot.app import Herald
@@ -29,8 +30,6 @@ log = logging.getLogger("herald.ops")
 HEALTH_PATH = "/healthz"
 METRICS_PATH = "/metrics"
 STORAGE_TIMEOUT = 5.0
-# The poller sleeps at most this long between cycles (bot/pipeline.py, Poller.run).
-POLLER_MAX_SLEEP = 30.0
 # Requests to this server are a few hundred bytes: a longer request line or header line is
 # refused with a 4xx. A client has this long to send a whole request head (a connection that
 # sends half a header and waits is closed), and an idle keep-alive connection is closed after it.
@@ -44,9 +43,8 @@ REFUSED_LOG_INTERVAL = 60.0
 def scheduler_bound(config: Config) -> float:
     """How long the scheduler may go without finishing a poll cycle before ``/healthz`` fails:
     its longest sleep plus twice what one claimed feed may take (the poller's lease,
-    3 × ``[polling] timeout`` + 60 s). 4.5 minutes with the default 20 s timeout."""
-    lease = config.polling.timeout * 3 + 60
-    return POLLER_MAX_SLEEP + 2 * lease
+    3 × ``[polling] timeout`` + 60 s + 3 × ``parse_timeout``). 5 minutes with the defaults."""
+    return POLLER_MAX_SLEEP + 2 * feed_lease(config.polling)
 
 
 def split_listen(listen: str) -> tuple[str, int]:

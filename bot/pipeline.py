@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Awaitable, Callable, Sequence
 
 from bot import parseworker
-from bot.config import Config
+from bot.config import Config, PollingConfig
 from bot.decide import decide
 from bot.counters import Counters, NoCounters
 from bot.errors import FeedError, FeedGone, FetchError, ParseError, StorageError
@@ -42,6 +42,12 @@ CLAIM_LIMIT = 1000  # feeds claimed at once
 DEFAULT_PARSE_TIMEOUT = 15.0  # seconds; [polling] parse_timeout
 WORKER_EXIT_WAIT = 2.0  # how long close() waits for a killed worker to be reaped
 SERVER_STOP_WAIT = 3.0  # how long stop_parse_servers() waits for the forkserver to exit
+
+
+def feed_lease(polling: PollingConfig) -> float:
+    """How long a claimed feed stays reserved for its poll: the fetch and every parse call of one
+    poll (parse, summaries, a full parse again) fit in it, with room to spare."""
+    return polling.timeout * 3 + 60 + 3 * polling.parse_timeout
 
 
 class _Worker:
@@ -419,10 +425,7 @@ class Poller:
 
     @property
     def lease(self) -> float:
-        """How long a claimed feed stays reserved for its poll: the fetch and every parse call
-        of one poll (parse, summaries, a full parse again) fit in it, with room to spare."""
-        p = self.config.polling
-        return p.timeout * 3 + 60 + 3 * p.parse_timeout
+        return feed_lease(self.config.polling)
 
     async def poll_due(self, limit: int = CLAIM_LIMIT, *, everything: bool = False) -> PollStats:
         """One cycle: claim every feed that is due (every unpaused feed with ``everything``)

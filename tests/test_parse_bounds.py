@@ -26,7 +26,7 @@ import pytest
 
 from bot.app import Herald
 from bot.config import config_from_dict
-from bot.errors import ParseError
+from bot.errors import ParseError, StorageError
 from bot.metrics import Metrics
 from bot.ops import HEADER_TIMEOUT, OpsServer
 from bot.parse import parse_feed
@@ -200,6 +200,29 @@ async def test_a_slow_feed_does_not_delay_a_good_one_and_fails_took_too_long(tmp
     finally:
         stop.set()
         await asyncio.wait_for(runner, 30)
+        await herald.close()
+
+
+async def test_a_storage_failure_ends_the_cycle_and_cancels_the_polls_still_in_flight(tmp_path, server):
+    server.serve("/quick.xml", hostile.feed([1]))
+    server.hang("/hung.xml")
+    config = herald_config(tmp_path, [{"url": server.url("/quick.xml"), "name": "quick", "channels": [1001]},
+                                      {"url": server.url("/hung.xml"), "name": "hung", "channels": [1002]}],
+                           polling={"timeout": "60s"})  # the hung fetch would go on for a minute
+    herald = Herald(config, RecordingSink(), parse_inline=True)
+    await herald.open()
+    try:
+        async def broken(outcomes):
+            raise StorageError("database error: disk I/O error (injected)")
+
+        herald.storage.apply_polls = broken  # type: ignore[method-assign]
+        cycle = asyncio.create_task(herald.poller.poll_due())
+        await server.wait_arrived("/hung.xml")  # that poll is in flight when the other one's write fails
+        with pytest.raises(StorageError, match="injected"):
+            await asyncio.wait_for(cycle, 30)
+        left = [t for t in asyncio.all_tasks() if getattr(t.get_coro(), "__qualname__", "") == "Poller._poll_one"]
+        assert left == []  # nothing runs on behind the failed cycle
+    finally:
         await herald.close()
 
 
