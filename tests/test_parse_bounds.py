@@ -292,46 +292,49 @@ def cleanup(p: subprocess.Popen) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-async def test_sigterm_stops_herald_within_10s_while_a_worker_is_parsing_and_leaves_no_process(tmp_path):
+@pytest.mark.parametrize("mode", ["dry-run", "discord"])
+async def test_sigterm_stops_herald_within_10s_while_a_worker_is_parsing_and_leaves_no_process(tmp_path, mode):
     server = HostileServer()
     await server.start()
     pids_file = tmp_path / "parsing.pids"
     try:
-        server.serve("/hostile.xml", hostile.feed([1]) + SLOW_MARKER)
-        server.serve("/good.xml", hostile.feed([1]))
-        cfg = tmp_path / "herald.toml"
-        cfg.write_text(f"""
-[storage]
-url = "sqlite:///{tmp_path / 'herald.db'}"
+        async with FakeDiscord(token=TOKEN) as fake:
+            guild = fake.add_guild()
+            channels = [fake.add_channel(guild, "hostile"), fake.add_channel(guild, "good")]
+            server.serve("/hostile.xml", hostile.feed([1]) + SLOW_MARKER)
+            server.serve("/good.xml", hostile.feed([1]))
+            cfg = tmp_path / "herald.toml"
+            cfg.write_text(fake_discord_toml(fake, tmp_path / "herald.db") + f"""
 [polling]
 interval = "1s"
 timeout = "5s"
 parse_timeout = "10m"
 [[feeds]]
 url = "{server.url('/hostile.xml')}"
-channels = [1]
+channels = [{channels[0]}]
 [[feeds]]
 url = "{server.url('/good.xml')}"
-channels = [2]
+channels = [{channels[1]}]
 """)
-        p = herald_process(tmp_path, cfg, "slow-parse", "--dry-run", HERALD_TEST_SLOW_MARKER=SLOW_MARKER.decode(),
-                           HERALD_TEST_PIDS=str(pids_file))
-        try:
-            worker = await wait_for_file_line(pids_file, p)
-            assert running(worker)
-            started = time.monotonic()
-            p.send_signal(signal.SIGTERM)
-            out, err = await asyncio.to_thread(p.communicate, timeout=60)
-            took = time.monotonic() - started
-            left = session_processes(p.pid)
-        finally:
-            cleanup(p)
+            args = ("--dry-run",) if mode == "dry-run" else ()
+            p = herald_process(tmp_path, cfg, "slow-parse", *args, HERALD_TEST_SLOW_MARKER=SLOW_MARKER.decode(),
+                               HERALD_TEST_PIDS=str(pids_file))
+            try:
+                worker = await wait_for_file_line(pids_file, p)  # a worker is stuck in the hostile feed's parse
+                assert running(worker)
+                started = time.monotonic()
+                p.send_signal(signal.SIGTERM)
+                out, err = await asyncio.to_thread(p.communicate, timeout=60)
+                took = time.monotonic() - started
+                left = session_processes(p.pid)
+            finally:
+                cleanup(p)
     finally:
         await server.close()
     assert p.returncode == 0, err[-3000:]
     assert took < 10, f"took {took:.1f}s"
     assert not running(worker)
-    assert left == [], f"processes left behind: {left}"
+    assert left == [], f"processes left behind: {left}"  # no worker, forkserver or resource tracker
     assert "Traceback" not in err, err[-3000:]
 
 
