@@ -33,7 +33,7 @@ from bot.parse import parse_feed
 from bot.pipeline import ParsePool
 from tests import hostile
 from tests.discord_harness import fake_discord_toml
-from tests.faultkit import LogWaiter, RecordingSink, herald_config
+from tests.faultkit import LogWaiter, RecordingSink, herald_config, record
 from tests.fakediscord import FakeDiscord
 from tests.hostile import HostileServer, server  # noqa: F401 - the fixture
 
@@ -201,6 +201,9 @@ async def test_a_slow_feed_does_not_delay_a_good_one_and_fails_took_too_long(tmp
         stop.set()
         await asyncio.wait_for(runner, 30)
         await herald.close()
+    record("a feed whose parse never ends, next to a good feed polled every second", area="feed", runs=1, lost=0,
+           duplicated=0, outcome="the good feed's new entry announced while the slow parse ran; after parse_timeout "
+           "the worker is killed, the feed fails 'took too long to parse (over 8s)' and backs off ≥ 30 s")
 
 
 async def test_a_storage_failure_ends_the_cycle_and_cancels_the_polls_still_in_flight(tmp_path, server):
@@ -336,6 +339,8 @@ channels = [{channels[1]}]
     assert not running(worker)
     assert left == [], f"processes left behind: {left}"  # no worker, forkserver or resource tracker
     assert "Traceback" not in err, err[-3000:]
+    record(f"SIGTERM while a parse worker is stuck ({mode})", area="process", runs=1, lost=0, duplicated=0,
+           outcome=f"exit 0 in {took:.1f}s; the busy worker killed; no worker, forkserver or resource tracker left")
 
 
 @pytest.mark.parametrize("mode", ["dry-run", "discord"])
@@ -363,6 +368,8 @@ backfill = 1
         expected = "the poll cycle failed" if mode == "dry-run" else "the pipeline stopped"
         assert f"{expected}: database error: disk I/O error (injected)" in err, err[-3000:]
         assert fake.messages(channel) == []
+    record(f"--once with every poll write failing ({mode})", area="storage", runs=1, lost=0, duplicated=0,
+           outcome=f"exit 1 with '{expected}: database error: …'; nothing sent, nothing left running")
 
 
 # --- deeply nested JSON ---------------------------------------------------------------------------------
@@ -423,6 +430,8 @@ async def test_a_100kb_header_gets_a_4xx_and_no_traceback(ops, caplog):
     assert len(refused) == 1 and "aaaa" not in refused[0], refused  # one line for three, none of the request
     status, _ = await asyncio.wait_for(_get(ops.port, "/healthz"), 10)  # the server still answers
     assert status == 200
+    record("ops server: 100 KB request header (3×)", area="security", runs=3, lost=0, duplicated=0,
+           outcome=f"HTTP {statuses[0]} each time; one warning line, no traceback, none of the header logged")
 
 
 async def test_a_connection_that_sends_half_a_header_and_waits_is_closed(ops):
@@ -435,6 +444,8 @@ async def test_a_connection_that_sends_half_a_header_and_waits_is_closed(ops):
     writer.close()
     assert data == b""
     assert took < HEADER_TIMEOUT + 3, took
+    record("ops server: half a request header, then silence", area="security", runs=1, lost=0, duplicated=0,
+           outcome=f"connection closed after {took:.1f}s (limit {HEADER_TIMEOUT:g}s)")
 
 
 async def _get(port: int, path: str) -> tuple[int, dict]:
