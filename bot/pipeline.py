@@ -344,7 +344,7 @@ def stop_parse_servers(timeout: float = SERVER_STOP_WAIT) -> bool:
 def _stop_quietly(server: Any) -> None:
     try:
         server._stop()  # closes its "alive" pipe and waits for it: multiprocessing's own shutdown
-    except (AttributeError, OSError, ChildProcessError):  # not running, or not this Python's internals
+    except (AttributeError, OSError, RuntimeError):  # not running, or not this Python's internals
         pass
 
 
