@@ -137,8 +137,7 @@ async def _herald_client(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.gather(*(h.parser.parse(warm, {}, "https://example.com/") for _ in range(h.parser.workers * 4)))
         out["pool_warmup_s"] = time.perf_counter() - t0
         out["parse_workers"] = h.parser.workers
-        pool = h.parser._pool
-        worker_pids = list(getattr(pool, "_processes", {}) or {}) if pool is not None else []
+        worker_pids = h.parser.pids()
         for phase in SCENARIOS:
             _before_phase(args, phase)
             cpu0 = {"main": time.process_time(), "workers": sum(map(_cpu_seconds, worker_pids)),
@@ -154,7 +153,7 @@ async def _herald_client(args: argparse.Namespace) -> dict[str, Any]:
             if profiler is not None:
                 profiler.disable()
                 profiler.dump_stats(str(Path(args.profile) / f"herald-main-{phase}-r{args.round}.prof"))
-            worker_pids = list(getattr(h.parser._pool, "_processes", {}) or {}) if h.parser._pool else worker_pids
+            worker_pids = h.parser.pids() or worker_pids
             cpu = {"main": time.process_time() - cpu0["main"],
                    "workers": sum(map(_cpu_seconds, worker_pids)) - cpu0["workers"],
                    "server": _cpu_seconds(args.server_pid) - cpu0["server"],

@@ -34,7 +34,7 @@ class Herald:
         p = config.polling
         self.fetcher = Fetcher(timeout=p.timeout, max_bytes=p.max_bytes, concurrency=p.concurrency, per_host=p.per_host,
                                allow_private=p.allow_private)
-        self.parser = ParsePool(p.parse_workers, inline=parse_inline)
+        self.parser = ParsePool(p.parse_workers, inline=parse_inline, timeout=p.parse_timeout)
         self.worker = DeliveryWorker(self.storage, sink, clock=clock, metrics=metrics,
                                      on_target_broken=self._target_broken)
         self.poller = Poller(self.storage, self.fetcher, config, self.parser, clock=clock,

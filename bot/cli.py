@@ -10,7 +10,7 @@ import signal
 import sys
 import time
 from datetime import datetime, timezone
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from bot import __version__
 from bot.config import Config, load_config, parse_since
@@ -122,11 +122,16 @@ def _run(config: Config, args: argparse.Namespace) -> int:
     if args.json and not args.dry_run:
         print("herald: --json goes with --dry-run", file=sys.stderr)
         return 2
-    if not args.dry_run:
-        from bot.discord_bot import run_discord
+    from bot.pipeline import stop_parse_servers
 
-        return run_discord(config, once=args.once)
-    return asyncio.run(_dry_run(config, once=args.once, as_json=args.json))
+    try:
+        if not args.dry_run:
+            from bot.discord_bot import run_discord
+
+            return run_discord(config, once=args.once)
+        return asyncio.run(_dry_run(config, once=args.once, as_json=args.json))
+    finally:
+        stop_parse_servers()  # the parse workers are gone by now; their forkserver goes too
 
 
 async def _dry_run(config: Config, *, once: bool, as_json: bool) -> int:
@@ -138,7 +143,20 @@ async def _dry_run(config: Config, *, once: bool, as_json: bool) -> int:
     async with Herald(config, sink, metrics=Metrics()) as herald:
         if once:
             started = time.perf_counter()
-            stats, sent = await herald.run_once()
+            cycle = asyncio.current_task()
+            assert cycle is not None  # nosec B101 # asyncio.run's task: narrows the type
+            _install_signal_handlers(cycle.cancel)  # SIGTERM stops the cycle at once (the parse workers too)
+            try:
+                stats, sent = await herald.run_once()
+            except asyncio.CancelledError:
+                log.error("stopped by a signal before the poll cycle finished; nothing more is polled or delivered")
+                return 1
+            except Exception as exc:
+                if isinstance(exc, HeraldError):
+                    log.error("the poll cycle failed: %s", exc)
+                else:
+                    log.exception("the poll cycle failed with an unexpected error")
+                return 1
             log.info("cycle done in %.2fs: %d feeds polled (%d new bodies, %d not modified, %d unchanged, %d errors),"
                      " %d entries stored, %d announcements printed", time.perf_counter() - started, stats.polled,
                      stats.parsed, stats.not_modified, stats.unchanged, stats.errors, stats.stored, sent)
@@ -146,7 +164,7 @@ async def _dry_run(config: Config, *, once: bool, as_json: bool) -> int:
         from bot.ops import start_ops
 
         stop = asyncio.Event()
-        _install_signal_handlers(stop)
+        _install_signal_handlers(stop.set)
         ops = await start_ops(config, herald)
         try:
             await herald.run(stop)
@@ -156,11 +174,11 @@ async def _dry_run(config: Config, *, once: bool, as_json: bool) -> int:
     return 0
 
 
-def _install_signal_handlers(stop: asyncio.Event) -> None:
+def _install_signal_handlers(stop: Callable[[], Any]) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, stop)
         except (NotImplementedError, RuntimeError):  # pragma: no cover - non-Unix
             pass
 
@@ -187,7 +205,7 @@ async def _preview(config: Config, args: argparse.Namespace) -> int:
     from bot.render import render_entry
 
     p = config.polling
-    parser = ParsePool(1, inline=True)
+    parser = ParsePool(1, inline=True, timeout=p.parse_timeout)
     try:
         async with Fetcher(timeout=p.timeout, max_bytes=p.max_bytes, allow_private=True) as fetcher:
             result = await fetcher.fetch(args.url, guarded=False, allow_file=True)

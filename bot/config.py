@@ -122,6 +122,7 @@ class PollingConfig:
     max_backoff: float = 4 * 3600.0
     allow_private: bool = False
     parse_workers: int = 0  # 0: one per CPU
+    parse_timeout: float = 15.0  # one parse (or HTML conversion) call; longer and its worker is killed
 
 
 @dataclass(frozen=True)
@@ -356,6 +357,7 @@ _POLLING = {
     "max_backoff": _positive_duration,
     "allow_private": _bool,
     "parse_workers": _int_range(0, 256),
+    "parse_timeout": _positive_duration,
 }
 _HTTP = {"listen": _listen}
 _LOGGING = {"level": _level, "format": _log_format}

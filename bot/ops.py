@@ -10,13 +10,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from bot.config import Config
 from bot.errors import HeraldError
 from bot.metrics import CONTENT_TYPE, Metrics
+from bot.pipeline import POLLER_MAX_SLEEP, feed_lease
 
 if TYPE_CHECKING:
     from bot.app import Herald
@@ -26,16 +30,21 @@ log = logging.getLogger("herald.ops")
 HEALTH_PATH = "/healthz"
 METRICS_PATH = "/metrics"
 STORAGE_TIMEOUT = 5.0
-# The poller sleeps at most this long between cycles (bot/pipeline.py, Poller.run).
-POLLER_MAX_SLEEP = 30.0
+# Requests to this server are a few hundred bytes: a longer request line or header line is
+# refused with a 4xx. A client has this long to send a whole request head (a connection that
+# sends half a header and waits is closed), and an idle keep-alive connection is closed after it.
+MAX_HEADER_LINE = 8190
+HEADER_TIMEOUT = 5.0
+KEEPALIVE_TIMEOUT = 5.0
+# A refused request is logged on one line, once per this many seconds at most (with a count).
+REFUSED_LOG_INTERVAL = 60.0
 
 
 def scheduler_bound(config: Config) -> float:
     """How long the scheduler may go without finishing a poll cycle before ``/healthz`` fails:
     its longest sleep plus twice what one claimed feed may take (the poller's lease,
-    3 × ``[polling] timeout`` + 60 s). 4.5 minutes with the default 20 s timeout."""
-    lease = config.polling.timeout * 3 + 60
-    return POLLER_MAX_SLEEP + 2 * lease
+    3 × ``[polling] timeout`` + 60 s + 3 × ``parse_timeout``). 5 minutes with the defaults."""
+    return POLLER_MAX_SLEEP + 2 * feed_lease(config.polling)
 
 
 def split_listen(listen: str) -> tuple[str, int]:
@@ -53,7 +62,8 @@ class OpsServer:
         self.bot = bot
         self.metrics = metrics if metrics is not None else herald.metrics
         self.bound = scheduler_bound(herald.config)
-        self._runner: web.AppRunner | None = None
+        self._runner: web.BaseRunner | None = None
+        self._http: _HttpServer | None = None
         self._started_at = 0.0
         self.host, self.port = split_listen(listen)
 
@@ -63,10 +73,11 @@ class OpsServer:
         return f"http://{host}:{self.port}"
 
     async def start(self) -> None:
-        app = web.Application()
-        app.router.add_get(HEALTH_PATH, self._healthz)
-        app.router.add_get(METRICS_PATH, self._metrics)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._http = _HttpServer(
+            self._dispatch, header_timeout=HEADER_TIMEOUT, access_log=None, logger=_ServerLog(log),
+            max_line_size=MAX_HEADER_LINE, max_field_size=MAX_HEADER_LINE, keepalive_timeout=KEEPALIVE_TIMEOUT,
+        )
+        runner = web.ServerRunner(self._http, handle_signals=False)
         await runner.setup()
         try:
             await web.TCPSite(runner, self.host, self.port).start()
@@ -91,6 +102,15 @@ class OpsServer:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
+        self._http.head_received(request.protocol)
+        route = {HEALTH_PATH: self._healthz, METRICS_PATH: self._metrics}.get(request.path)
+        if route is None:
+            return web.Response(status=404, text=f"not found; this server answers {HEALTH_PATH} and {METRICS_PATH}\n")
+        if request.method not in ("GET", "HEAD"):
+            return web.Response(status=405, headers={"Allow": "GET, HEAD"}, text="only GET and HEAD\n")
+        return await route(request)
 
     # --- health ---------------------------------------------------------------------------------
 
@@ -148,7 +168,7 @@ class OpsServer:
             return {"ok": False, "error": "the Discord gateway has not answered a heartbeat"}
         return {"ok": True, "latency_seconds": round(latency, 4)}
 
-    async def _healthz(self, _request: web.Request) -> web.Response:
+    async def _healthz(self, _request: web.BaseRequest) -> web.Response:
         ok, report = await self.health()
         if not ok:
             log.debug("health check failed: %s", report.get("reason"))
@@ -156,7 +176,7 @@ class OpsServer:
 
     # --- metrics --------------------------------------------------------------------------------
 
-    async def _metrics(self, _request: web.Request) -> web.Response:
+    async def _metrics(self, _request: web.BaseRequest) -> web.Response:
         if self.metrics is None:
             return web.Response(status=404, text="metrics are not enabled in this process\n")
         connected = latency = None
@@ -168,6 +188,68 @@ class OpsServer:
             gateway_latency=latency, sink_rate_limited=getattr(self.herald.sink, "rate_limited", None),
         )
         return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+
+
+class _HttpServer(web.Server):
+    """aiohttp's low-level server, plus a deadline for the request head: a connection that has
+    not sent a whole request line and headers ``header_timeout`` seconds after it opened is
+    closed (aiohttp itself waits for a first request as long as its keep-alive allows, or
+    forever in some versions)."""
+
+    def __init__(self, handler: Any, *, header_timeout: float, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.header_timeout = header_timeout
+        self._deadlines: dict[Any, asyncio.TimerHandle] = {}
+
+    def connection_made(self, handler: Any, transport: asyncio.Transport) -> None:
+        super().connection_made(handler, transport)
+        loop = asyncio.get_running_loop()
+        self._deadlines[handler] = loop.call_later(self.header_timeout, self._too_slow, handler, transport)
+
+    def connection_lost(self, handler: Any, exc: BaseException | None = None) -> None:
+        timer = self._deadlines.pop(handler, None)
+        if timer is not None:
+            timer.cancel()
+        super().connection_lost(handler, exc)
+
+    def head_received(self, handler: Any) -> None:
+        """A whole request head arrived on this connection: from now on aiohttp's keep-alive timeout applies."""
+        timer = self._deadlines.pop(handler, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _too_slow(self, handler: Any, transport: asyncio.Transport) -> None:
+        self._deadlines.pop(handler, None)
+        log.debug("ops server: closed a connection that sent no complete request within %gs", self.header_timeout)
+        transport.abort()
+
+
+class _ServerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """The logger aiohttp's server writes to. A request refused as malformed or oversized (the
+    client's fault) is one line, at most once per :data:`REFUSED_LOG_INTERVAL`, without a
+    traceback or any of the request's bytes; an error in Herald's own handlers keeps its traceback."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__(logger, {})
+        self._last = -math.inf
+        self._quiet = 0
+
+    def exception(self, msg: object, *args: Any, exc_info: Any = True, **kwargs: Any) -> None:
+        exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
+        if isinstance(exc, HttpProcessingError):
+            self._refused(exc)
+            return
+        self.logger.error(msg, *args, exc_info=exc_info, **kwargs)
+
+    def _refused(self, exc: HttpProcessingError) -> None:
+        now = time.monotonic()
+        if now - self._last < REFUSED_LOG_INTERVAL:
+            self._quiet += 1
+            return
+        more = f"; {self._quiet} more since the last such warning" if self._quiet else ""
+        self._last, self._quiet = now, 0
+        self.logger.warning("ops server: refused a malformed or oversized request (%s, HTTP %s)%s",
+                            type(exc).__name__, exc.code or 400, more)
 
 
 async def start_ops(config: Config, herald: "Herald", *, bot: Any = None) -> OpsServer | None:

@@ -230,10 +230,20 @@ def _image(e: Any, base: str | None) -> str | None:
 
 
 def _parse_json_feed(body: bytes, url: str | None) -> ParsedFeed:
+    nested = "not a feed (the JSON is nested too deeply; a JSON Feed is a few levels deep)"
     try:
         data = json.loads(body.decode("utf-8-sig"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ParseError(f"not a feed (invalid JSON: {exc})") from None
+    except RecursionError:
+        raise ParseError(nested) from None
+    try:
+        return _json_feed(data, url)
+    except RecursionError:  # a deeply nested value inside the document (a title that is a list of lists…)
+        raise ParseError(nested) from None
+
+
+def _json_feed(data: Any, url: str | None) -> ParsedFeed:
     if not isinstance(data, dict) or not str(data.get("version", "")).startswith("https://jsonfeed.org/version/"):
         raise ParseError("not a feed (JSON without a JSON Feed version)")
     items = data.get("items")

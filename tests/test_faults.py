@@ -168,7 +168,7 @@ ERROR_FAULTS = [
                "could not be parsed"),
     ErrorFault("truncated XML", lambda s, p, n: s.serve(p, hostile.truncated(hostile.feed(n), 0.5)), "truncated"),
     ErrorFault("JSON nested 100,000 deep", lambda s, p, n: s.serve(p, _nested_json(), "application/feed+json"),
-               "maximum recursion depth exceeded"),
+               "not a feed (the JSON is nested too deeply"),
     ErrorFault("redirect to a private address (feed added from Discord)",
                lambda s, p, n: s.redirect(p, "http://intranet.test/admin"), "refused", guarded=True),
     ErrorFault("redirect to a loopback literal (feed added from Discord)",

@@ -182,7 +182,7 @@ async def test_healthz_reports_storage_and_scheduler(tmp_path):
     url = write_feed(tmp_path / "f.xml", numbered_items(1))
     config = _config(tmp_path, [{"url": url, "channels": [1]}], timeout="10s")
     bound = scheduler_bound(config)
-    assert bound == 30 + 2 * (3 * 10 + 60)
+    assert bound == 30 + 2 * (3 * 10 + 60 + 3 * 15)  # 15 s: the default [polling] parse_timeout
     herald = Herald(config, ScriptedSink(), parse_inline=True, clock=clock, metrics=Metrics())
     await herald.open()
     try:

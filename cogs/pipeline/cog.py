@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 from discord.ext import commands
 
+from bot.errors import HeraldError
+
 if TYPE_CHECKING:
     from bot.discord_bot import HeraldBot
 
@@ -26,16 +28,26 @@ class PipelineCog(commands.Cog):
         self.task = asyncio.create_task(self._main(), name="herald-pipeline")
 
     async def _main(self) -> None:
-        await self.bot.wait_until_ready()
-        await self.bot.check_targets()
-        if self.bot.once:
-            stats, sent = await self.bot.herald.run_once()
-            log.info("one cycle done: %d feeds polled, %d entries stored, %d announcements sent",
-                     stats.polled, stats.stored, sent)
+        try:
+            await self.bot.wait_until_ready()
+            await self.bot.check_targets()
+            if self.bot.once:
+                stats, sent = await self.bot.herald.run_once()
+                log.info("one cycle done: %d feeds polled, %d entries stored, %d announcements sent",
+                         stats.polled, stats.stored, sent)
+                await self.bot.close()
+                return
+            log.info("pipeline running")
+            await self.bot.herald.run(self.stop)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # without its pipeline the bot is useless: say why and stop, non-zero
+            if isinstance(exc, HeraldError):
+                log.error("the pipeline stopped: %s", exc)
+            else:
+                log.exception("the pipeline stopped with an unexpected error")
+            self.bot.exit_code = 1
             await self.bot.close()
-            return
-        log.info("pipeline running")
-        await self.bot.herald.run(self.stop)
 
     async def cog_unload(self) -> None:
         self.stop.set()
