@@ -20,6 +20,7 @@ Pure functions; every one runs in time linear in its input.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from urllib.parse import quote, urlsplit
@@ -89,6 +90,11 @@ _CONFUSABLE = {ord(k): v for k, v in CONFUSABLE_PUNCTUATION.items()}
 _JUDGING_DROPPED = _FORMAT | _CONTROLS | set(_BLANK_LETTERS) | set(_VARIATION_SELECTORS)
 
 
+# Folding a character costs an NFKC normalisation; the ones seen most stay cached (bounded).
+FOLD_CACHE_SIZE = 1 << 16
+
+
+@functools.lru_cache(maxsize=FOLD_CACHE_SIZE)
 def fold_char(ch: str) -> str:
     """What one character counts as when judging whether text shows a URL: "" for an
     invisible one, else its NFKC form with lookalike punctuation made ASCII."""
@@ -101,30 +107,15 @@ def fold_char(ch: str) -> str:
     return "".join(_CONFUSABLE.get(ord(c), c) for c in folded if ord(c) not in _JUDGING_DROPPED)
 
 
-class _Folding(dict):  # type: ignore[type-arg]
-    """A str.translate table computed as it is read. Only characters that fold to something
-    else are kept (a few thousand at most), so it stays small whatever text passes."""
-
-    def __missing__(self, cp: int) -> str:
-        folded = fold_char(chr(cp))
-        if folded == chr(cp):
-            raise LookupError(cp)  # str.translate keeps the character
-        self[cp] = folded
-        return folded
-
-
-_FOLDING = _Folding()
-
-
 def fold_for_judging(text: str) -> str:
     """``text`` as the spoof checks judge it: invisible characters (format characters such as
     U+200B, U+2060, U+00AD, U+FEFF, bidi controls, variation selectors, fillers) dropped, each
     character in NFKC form, lookalike punctuation (U+2236 ∶, U+2215 ∕, U+2044 ⁄, U+2024 ․,
-    U+3002 。, U+2010 ‐ …) made the ASCII it imitates. Character by character, so that
-    ``"".join(map(fold_char, text))`` is the same."""
+    U+3002 。, U+2010 ‐ …) made the ASCII it imitates. Character by character (see
+    :func:`fold_char`), so that positions in the text can be mapped to positions in the fold."""
     if text.isascii():
         return text
-    return text.translate(_FOLDING)
+    return "".join(map(fold_char, text))
 
 
 # --- cleaning ---------------------------------------------------------------------------------------
