@@ -80,9 +80,10 @@ def test_clean_drops_invisible_bidi_and_control_characters_but_keeps_joiners() -
 
 
 def test_the_format_table_covers_every_format_character() -> None:
-    missing = [hex(cp) for cp in range(sys.maxunicode + 1)
-               if unicodedata.category(chr(cp)) == "Cf" and fold_for_judging(chr(cp)) != ""]
-    assert missing == []
+    formats = [chr(cp) for cp in range(sys.maxunicode + 1) if unicodedata.category(chr(cp)) == "Cf"]
+    assert [hex(ord(c)) for c in formats if fold_for_judging(c) != ""] == []
+    shown = [hex(ord(c)) for c in formats if clean(c)]
+    assert shown == ["0x200c", "0x200d"] + [hex(cp) for cp in range(0xE0020, 0xE0080)]  # joiners and tags only
 
 
 # --- code_span --------------------------------------------------------------------------------------
@@ -161,6 +162,12 @@ def test_link_url_keeps_any_url_one_link(tail: str, base: str) -> None:
     assert r.spans == (Span("link", "x", target),), r
     r = read(f"<{target}>")
     assert [s.kind for s in r.spans] == ["url"] and r.text == target
+
+
+def test_the_real_host_note_of_a_url_without_a_readable_host_is_the_url() -> None:
+    assert escape.real_host_note("https://blog.example/x") == " → blog.example"
+    assert escape.real_host_note("https://[broken/x") == " → https://[broken/x"
+    assert link_url("https://[broken/x") is None
 
 
 def test_link_url_refuses_other_schemes_and_encodes_what_ends_a_link() -> None:
