@@ -214,6 +214,11 @@ def _shown_title(title: str, url: str | None) -> str:
     return truncate(escape_markdown(title), limits.EMBED_TITLE - len(note)) + note
 
 
+def _one_line(text: str | None) -> str:
+    """Feed text for one line: what is never shown removed, white space collapsed."""
+    return " ".join(escape.clean(text or "").split())
+
+
 def iso_timestamp(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat()
 
@@ -251,7 +256,7 @@ def embed_length(embed: dict[str, Any]) -> int:
 def render_entry(entry: StoredEntry, feed_title: str | None, sub: Subscription | None = None) -> dict[str, Any]:
     """The JSON body of ``POST /channels/{id}/messages`` announcing one entry."""
     embed: dict[str, Any] = {"type": "rich", "color": EMBED_COLOR}
-    title = " ".join(escape.clean(entry.title).split()) or (entry.link or "Untitled post")
+    title = _one_line(entry.title) or _one_line(entry.link) or "Untitled post"
     url = _http_url(entry.link)
     if url:
         embed["url"] = url
@@ -318,5 +323,5 @@ def render_digest(entries: list[StoredEntry], feed_title: str | None, sub: Subsc
 
 def thread_name(entry: StoredEntry) -> str:
     """A forum post's or thread's name: the entry's title, plain, ≤ 100 characters."""
-    name = " ".join(escape.clean(entry.title).split()) or " ".join((entry.link or "").split()) or "New post"
+    name = _one_line(entry.title) or _one_line(entry.link) or "New post"
     return truncate(name, limits.THREAD_NAME)

@@ -303,3 +303,9 @@ def test_the_doctor_writes_no_escape_sequences_or_bidi_controls() -> None:
     out = io.StringIO()
     Report(out).add("ok", "feed", 'x: "\x1b[2J\u202etitle" 1 entries', "fix \x1b]0;pwned\x07 it")
     assert "\x1b" not in out.getvalue() and "\u202e" not in out.getvalue() and "title" in out.getvalue()
+
+
+def test_a_title_and_link_of_invisible_characters_fall_back_to_untitled() -> None:
+    entry = stored("\u200b\u202e", link="\x1b\u2066")
+    assert render_entry(entry, None)["embeds"][0]["title"] == "Untitled post"
+    assert thread_name(entry) == "New post"
