@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shlex
 import time
 from typing import Awaitable, Callable
 
@@ -12,7 +13,7 @@ from bot.deliver import DeliveryWorker, Sink
 from bot.fetch import Fetcher
 from bot.models import FeedState
 from bot.pipeline import ParsePool, Poller, PollStats
-from bot.render import escape_markdown
+from bot import escape
 from bot.storage import open_storage
 from bot.storage.base import Storage
 
@@ -110,9 +111,9 @@ class Herald:
     async def _feed_paused(self, feed: FeedState, reason: str) -> None:
         log.error("feed %s paused: %s", feed.url, reason, extra={"feed": feed.name or feed.url})
         if self.alert is not None:
-            name = escape_markdown(feed.name or feed.title or feed.url)  # a feed's own title is untrusted text
-            text = (f"Feed **{name}** was paused: {escape_markdown(reason)}\n"
-                    f"Resume it with `/feed resume` or `herald feeds resume {feed.name or feed.url}`.")
+            name = escape.plain(feed.name or feed.title or feed.url, one_line=True)  # a feed's own title is untrusted
+            text = (f"Feed **{name}** was paused: {escape.plain(reason, one_line=True)}\n"
+                    f"Resume it with `/feed resume` or {_resume_command(feed.name, feed.id)}.")
             await self.alert("feed", feed.id, text)
 
     async def _target_broken(self, target: str, reason: str) -> None:
@@ -121,15 +122,12 @@ class Herald:
         if self.alert is None:
             return
         subs = [s for s in await self.storage.subscriptions() if s.target == target]
-        feed_names = []
-        for info in await self.storage.list_feeds():
-            if any(s.feed_id == info.id for s in subs):
-                feed_names.append(info.name)
-        where = f"<#{subs[0].channel_id}>" if subs and subs[0].channel_id is not None else target
-        names = ", ".join(f"**{escape_markdown(n)}**" for n in feed_names) or "its feeds"
-        text = (f"Stopped announcing {names} into {where}: {reason}\n"
+        feeds = [info for info in await self.storage.list_feeds() if any(s.feed_id == info.id for s in subs)]
+        where = f"<#{subs[0].channel_id}>" if subs and subs[0].channel_id is not None else escape.code_span(target)
+        names = ", ".join(f"**{escape.plain(f.name, one_line=True)}**" for f in feeds) or "its feeds"
+        text = (f"Stopped announcing {names} into {where}: {escape.plain(reason, one_line=True)}\n"
                 f"Fix the channel or the bot's permissions there, then resume with `/feed resume`"
-                + (f" or `herald feeds resume {feed_names[0]}`." if feed_names else "."))
+                + (f" or {_resume_command(feeds[0].name, feeds[0].id)}." if feeds else "."))
         chosen = subs[0].feed_id if subs else None
         for feed_id in dict.fromkeys(s.feed_id for s in subs):  # a feed with somewhere left to take the notice
             if any(s.alerts_channel or (s.channel_id is not None and not s.paused)
@@ -137,3 +135,11 @@ class Herald:
                 chosen = feed_id
                 break
         await self.alert("target", chosen, text)
+
+
+def _resume_command(name: str | None, feed_id: int) -> str:
+    """``herald feeds resume NAME`` as a code span to copy into a shell: the name quoted for the
+    shell, or the feed's id when the code span could not show the name exactly (a backtick, an
+    invisible character, a line break in it)."""
+    arg = shlex.quote(name) if name and escape.code_span(name) == f"`{name}`" else str(feed_id)
+    return escape.code_span(f"herald feeds resume {arg}")

@@ -19,6 +19,7 @@ from discord import app_commands
 from discord.ext import commands
 from discord.http import Route
 
+from bot import limits
 from bot.app import Herald
 from bot.config import Config, DiscordConfig
 from bot.discord_sink import DiscordSink
@@ -26,6 +27,7 @@ from bot.errors import HeraldError
 from bot.logs import register_secret
 from bot.metrics import Metrics
 from bot.ops import OpsServer, start_ops
+from bot.render import truncate
 
 log = logging.getLogger("herald.discord")
 
@@ -218,7 +220,7 @@ class HeraldBot(commands.Bot):
         try:
             await self.http.request(
                 Route("POST", "/channels/{channel_id}/messages", channel_id=channel_id),
-                json={"content": text[:2000], "allowed_mentions": {"parse": []}},
+                json={"content": truncate(text, limits.MESSAGE_CONTENT), "allowed_mentions": {"parse": []}},
             )
         except discord.HTTPException as exc:
             log.error("could not post an alert to channel %s: HTTP %s", channel_id, exc.status)

@@ -21,6 +21,7 @@ import aiohttp
 from bot import __version__
 from bot.config import Config
 from bot.errors import FeedError, FetchError, FetchTimeout, HeraldError, ParseError, UnsafeURL
+from bot.escape import clean
 from bot.logs import register_secret
 
 FEED_TIMEOUT = 10.0
@@ -49,9 +50,10 @@ class Report:
 
     def add(self, status: str, area: str, text: str, fix: str | None = None) -> None:
         self.findings.append(Finding(status, area, text, fix))
-        self.out.write(f"[{_MARK[status]:>4}] {area:<8} {text}\n")
+        # feed titles and servers' reasons reach the terminal: no escape sequences, no bidi overrides
+        self.out.write(f"[{_MARK[status]:>4}] {area:<8} {clean(text)}\n")
         if fix:
-            self.out.write(f"{'':16}{'fix' if status == 'fail' else 'hint'}: {fix}\n")
+            self.out.write(f"{'':16}{'fix' if status == 'fail' else 'hint'}: {clean(fix)}\n")
         self.out.flush()
 
     @property

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from bot.discover import find_feed_links, looks_like_html
 from bot.errors import FeedError, ParseError, UnsafeURL, UserError
+from bot.escape import plain
 from bot.fetch import Fetcher, FetchResult, RefusedURL
 from bot.models import ParsedFeed, StoredEntry
 from bot.netguard import check_url
@@ -31,7 +32,7 @@ async def validate_feed_url(url: str, fetcher: Fetcher, parser: ParsePool, *, al
     try:
         check_url(url, allow_private=allow_private, allow_file=False)
     except UnsafeURL as exc:
-        raise UserError(f"That URL is refused: {exc}. {PUBLIC_ONLY}") from None
+        raise UserError(f"That URL is refused: {_shown(exc)}. {PUBLIC_ONLY}") from None
     result = await _fetch(url, fetcher)
     source = None
     if looks_like_html(result.body, result.headers.get("content-type")):
@@ -43,22 +44,27 @@ async def validate_feed_url(url: str, fetcher: Fetcher, parser: ParsePool, *, al
         try:
             check_url(url, allow_private=allow_private, allow_file=False)
         except UnsafeURL as exc:
-            raise UserError(f"The page advertises a feed at a refused URL: {exc}. {PUBLIC_ONLY}") from None
+            raise UserError(f"The page advertises a feed at a refused URL: {_shown(exc)}. {PUBLIC_ONLY}") from None
         result = await _fetch(url, fetcher)
     try:
         parsed = await parser.parse(result.body, result.headers, result.url)
     except ParseError as exc:
-        raise UserError(f"That URL did not return a feed Herald can read: {exc}.") from None
+        raise UserError(f"That URL did not return a feed Herald can read: {_shown(exc)}.") from None
     return Validated(url=result.permanent_url or url, feed=parsed, discovered_from=source)
+
+
+def _shown(exc: Exception) -> str:
+    """An error's text (it may quote a feed server's reason phrase) as plain Discord text."""
+    return plain(str(exc), one_line=True)
 
 
 async def _fetch(url: str, fetcher: Fetcher) -> FetchResult:
     try:
         return await fetcher.fetch(url, guarded=True)
     except RefusedURL as exc:  # "refused: <why>", by the static check or the resolver
-        raise UserError(f"That URL is {exc}. {PUBLIC_ONLY}") from None
+        raise UserError(f"That URL is {_shown(exc)}. {PUBLIC_ONLY}") from None
     except FeedError as exc:
-        raise UserError(f"Could not fetch {url}: {exc}.") from None
+        raise UserError(f"Could not fetch {plain(url, one_line=True)}: {_shown(exc)}.") from None
 
 
 async def check_quota(storage: Storage, guild_id: int, quota: int) -> None:
@@ -78,7 +84,7 @@ async def already_in_channel(storage: Storage, guild_id: int, url: str, target: 
 async def resolve_feed(storage: Storage, guild_id: int, name: str) -> FeedInfo:
     info = await storage.find_feed(name, guild_id)
     if info is None:
-        raise UserError(f"No feed named **{name[:100]}** in this server. `/feed list` shows them.")
+        raise UserError(f"No feed named **{plain(name[:100], one_line=True)}** in this server. `/feed list` shows them.")
     return info
 
 

@@ -6,31 +6,24 @@ import bisect
 import re
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import urlsplit
 
-from bot import limits
+from bot import escape, limits
 from bot.identity import normalise_link
 from bot.models import StoredEntry, Subscription
 
 ELLIPSIS = "…"
 EMBED_COLOR = 0xE67E22
-_MD_SPECIAL = re.compile(r"([\\*_~`|\[\]])")
-_MD_LINE_START = re.compile(r"^(\s*)(?:([#>-])|(\d+)\.)", re.M)
 # The target of a masked link: padded with spaces, maybe in <>, maybe with a "title". The
 # lookahead and back-reference make the URL match atomic (no backtracking), so it is linear.
 _LINK_TARGET = re.compile(
     r"\s*<?(?=((?:\\.|\([^()]{0,512}\)|[^\s\\()<>]){1,2048}))\1>?(?:\s+(?:\"[^\"]{0,512}\"|'[^']{0,512}'))?\s*\)"
 )
 _MARKUP = re.compile(r"\\(?=[^0-9A-Za-z\s])|[*_~`|\[\]<>]")
-_URLISH = re.compile(r"(?:[a-z][a-z0-9+.-]*://|www\.)\S|^[\w-]+(?:\.[\w-]+)+(?:/\S*)?$", re.I)
 
 
 def escape_markdown(text: str) -> str:
-    """Escapes every Markdown control character, so a title shows as written."""
-    def line_start(m: re.Match[str]) -> str:
-        return m.group(1) + ("\\" + m.group(2) if m.group(2) else m.group(3) + "\\.")
-
-    return _MD_LINE_START.sub(line_start, _MD_SPECIAL.sub(r"\\\1", text))
+    """Escapes every Markdown control character, so a title shows as written (``escape.plain``)."""
+    return escape.plain(text)
 
 
 def truncate(text: str, limit: int) -> str:
@@ -56,22 +49,16 @@ def truncate(text: str, limit: int) -> str:
     return cut + ELLIPSIS
 
 
-# Fullwidth forms (ｈｔｔｐｓ：／／) and the ideographic full stop read as the ASCII they imitate.
-# One character for one, so indices into the text stay valid.
-_LOOKALIKE = {cp: cp - 0xFEE0 for cp in range(0xFF01, 0xFF5F)} | {0x3002: ord("."), 0xFF61: ord(".")}
-
-
 def _fold(text: str) -> str:
-    return text.translate(_LOOKALIKE)
+    return escape.fold_for_judging(text)
 
 
 def _misleading(text: str, url: str) -> bool:
     """True when link text shows a URL (markup aside) that is not where the link goes.
 
-    Only the first 512 characters count: no title or label shows more (they are cut to 256 or
-    less), and the URL search costs time that grows with the square of the text's length."""
-    shown = _fold(_MARKUP.sub("", text[:512]).strip())
-    return bool(_URLISH.search(shown)) and normalise_link(shown) != normalise_link(url)
+    Judged on the text with invisible characters dropped and lookalike punctuation made ASCII
+    (``escape.fold_for_judging``); only the first 512 characters count (``escape.looks_like_other_url``)."""
+    return escape.looks_like_other_url(text, url)
 
 
 def _link_text_ends(md: str) -> list[int]:
@@ -110,22 +97,46 @@ _URL_MARK = re.compile(r"[a-z0-9+.-]://|www\.", re.I)
 _HOST_AND_PATH = re.compile(r"[\w-]+(?:\.[\w-]+)+(?:/\S*)?")
 _SPACE = re.compile(r"\s")
 _NON_SPACE = re.compile(r"\S")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+_UNESCAPE = re.compile(r"\\([^0-9A-Za-z\s])")
 
 
 class _Shown:
-    """The Markdown as a reader sees it (markup characters removed), indexed so that whether a
-    stretch of it shows a URL takes no work that grows with the stretch's length."""
+    """The Markdown as a reader sees it (markup characters removed, folded for judging), indexed
+    so that whether a stretch of it shows a URL takes no work that grows with the stretch's length."""
 
     def __init__(self, md: str) -> None:
         self.markup = [m.start() for m in _MARKUP.finditer(md)]
-        self.text = _fold(_MARKUP.sub("", md))
+        raw = _MARKUP.sub("", md)
+        # Folding drops invisible characters and may widen others (NFKC): where it changed the
+        # length, and by how much in all up to there, to map a position in ``raw`` to one here.
+        self.changed: list[int] = []
+        self.shift: list[int] = []
+        if raw.isascii():
+            self.text = raw
+        else:
+            parts, pos, total = [], 0, 0
+            for m in _NON_ASCII.finditer(raw):
+                i = m.start()
+                folded = escape.fold_char(m.group())
+                parts.append(raw[pos:i])
+                parts.append(folded)
+                pos = i + 1
+                if len(folded) != 1:
+                    total += len(folded) - 1
+                    self.changed.append(i)
+                    self.shift.append(total)
+            parts.append(raw[pos:])
+            self.text = "".join(parts)
         marks = [(m.start(), m.end()) for m in _URL_MARK.finditer(self.text)]
         self.mark_starts = [a for a, _ in marks]
         self.mark_ends = [b for _, b in marks]
         self.spaces = [m.start() for m in _SPACE.finditer(self.text)]
 
     def _at(self, i: int) -> int:
-        return i - bisect.bisect_left(self.markup, i)
+        r = i - bisect.bisect_left(self.markup, i)
+        k = bisect.bisect_left(self.changed, r)
+        return r + (self.shift[k - 1] if k else 0)
 
     def urlish(self, start: int, end: int) -> bool:
         """Does md[start:end], as shown, hold a scheme or "www.", or is it a host name (and path)?"""
@@ -152,6 +163,7 @@ def defuse_masked_links(markdown: str) -> str:
     ``text (<target>)``; one whose target cannot be told for sure is made plain text. Runs in
     about linear time whatever the input, since feed text is hostile input.
     """
+    markdown = escape.strip_bidi(markdown)  # an override would show link text in another order
     if "](" not in markdown:
         return markdown
     last = _link_text_ends(markdown)
@@ -171,11 +183,11 @@ def defuse_masked_links(markdown: str) -> str:
         shown = shown or _Shown(markdown)
         if shown.urlish(a + 1, end):
             text = markdown[a + 1:end]
-            plain = _fold(_MARKUP.sub("", text).strip())
+            plain = _fold(_MARKUP.sub("", text)).strip()
             if target is None or normalise_link(plain) != normalise_link(target.group(1)):
                 out.append(markdown[pos:a])
                 if target is not None:
-                    out.append(f"{escape_markdown(text)} (<{target.group(1)}>)")
+                    out.append(f"{escape_markdown(text)} ({_real_target(target.group(1))})")
                     pos = target.end()
                 else:
                     out.append("\\[" + escape_markdown(text) + "\\](")
@@ -186,6 +198,25 @@ def defuse_masked_links(markdown: str) -> str:
         a = markdown.find("[", target.end() if target is not None else a + 1)
     out.append(markdown[pos:])
     return "".join(out)
+
+
+def _real_target(target: str) -> str:
+    """A masked link's target shown as itself: ``<url>`` for an http(s) URL (so it links, and
+    nothing in it can end the autolink early), else plain text."""
+    url = escape.link_url(_UNESCAPE.sub(r"\1", target))
+    return f"<{url}>" if url else escape_markdown(target)
+
+
+def _shown_title(title: str, url: str | None) -> str:
+    """An embed's title, escaped; one that shows a URL other than the one the embed opens is
+    followed by the host it really opens, which truncation never cuts off."""
+    note = escape_markdown(escape.real_host_note(url)) if url and _misleading(title, url) else ""
+    return truncate(escape_markdown(title), limits.EMBED_TITLE - len(note)) + note
+
+
+def _one_line(text: str | None) -> str:
+    """Feed text for one line: what is never shown removed, white space collapsed."""
+    return " ".join(escape.clean(text or "").split())
 
 
 def iso_timestamp(ts: float) -> str:
@@ -225,17 +256,15 @@ def embed_length(embed: dict[str, Any]) -> int:
 def render_entry(entry: StoredEntry, feed_title: str | None, sub: Subscription | None = None) -> dict[str, Any]:
     """The JSON body of ``POST /channels/{id}/messages`` announcing one entry."""
     embed: dict[str, Any] = {"type": "rich", "color": EMBED_COLOR}
-    title = " ".join(entry.title.split()) or (entry.link or "Untitled post")
+    title = _one_line(entry.title) or _one_line(entry.link) or "Untitled post"
     url = _http_url(entry.link)
     if url:
         embed["url"] = url
-        if _misleading(title, url):  # a title that shows one URL while the embed opens another
-            title = f"{title} → {urlsplit(url).hostname or url}"
-    embed["title"] = truncate(escape_markdown(title), limits.EMBED_TITLE)
-    author = " ".join((entry.author or "").split())
+    embed["title"] = _shown_title(title, url)
+    author = " ".join(escape.clean(entry.author or "").split())
     if author:  # Discord refuses an empty author name
         embed["author"] = {"name": truncate(author, limits.EMBED_AUTHOR_NAME)}
-    footer = " ".join((feed_title or "").split())
+    footer = " ".join(escape.clean(feed_title or "").split())
     if footer:
         embed["footer"] = {"text": truncate(footer, limits.EMBED_FOOTER_TEXT)}
     ts = entry.published
@@ -263,15 +292,17 @@ def render_entry(entry: StoredEntry, feed_title: str | None, sub: Subscription |
 
 def render_digest(entries: list[StoredEntry], feed_title: str | None, sub: Subscription | None = None) -> dict[str, Any]:
     """One message that lists entries not announced one by one."""
-    name = " ".join((feed_title or "this feed").split())
+    name = " ".join(escape.clean(feed_title or "").split()) or "this feed"
     title = truncate(f"and {len(entries)} more from {escape_markdown(name)}", limits.EMBED_TITLE)
     lines: list[str] = []
     budget = min(limits.EMBED_DESCRIPTION, limits.EMBED_TOTAL - len(title) - 64)
     used = 0
     for i, e in enumerate(entries):
-        label = truncate(escape_markdown(" ".join(e.title.split()) or "Untitled post"), 200)
-        url = _http_url(e.link)
-        if url and _misleading(" ".join(e.title.split()), url):
+        text = " ".join(escape.clean(e.title).split()) or "Untitled post"
+        label = truncate(escape_markdown(text), 200)
+        raw_url = _http_url(e.link)
+        url = escape.link_url(raw_url)
+        if url and raw_url and _misleading(text, raw_url):
             line = f"- {label} (<{url}>)"  # a title that shows another URL does not mask the link
         else:
             line = f"- [{label}]({url})" if url else f"- {label}"
@@ -292,5 +323,5 @@ def render_digest(entries: list[StoredEntry], feed_title: str | None, sub: Subsc
 
 def thread_name(entry: StoredEntry) -> str:
     """A forum post's or thread's name: the entry's title, plain, ≤ 100 characters."""
-    name = " ".join(entry.title.split()) or " ".join((entry.link or "").split()) or "New post"
+    name = _one_line(entry.title) or _one_line(entry.link) or "New post"
     return truncate(name, limits.THREAD_NAME)

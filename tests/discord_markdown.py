@@ -255,11 +255,16 @@ def _find_close(s: str, i: int, delim: str) -> int:
     return -1
 
 
+def _after_one(s: str, k: int) -> int:
+    """Past the one character at ``k``, or the escape pair (backslash and what it escapes) there."""
+    return k + 2 if k + 1 < len(s) and s[k] == "\\" else k + 1
+
+
 def _pair(s: str, i: int) -> tuple[str, str, int] | None:
     """A delimited inline span starting at ``i``: (kind, inner text, end) or None."""
     for delim, kind in (("**", "bold"), ("__", "underline"), ("~~", "strike"), ("||", "spoiler")):
         if s.startswith(delim, i):
-            j = i + len(delim) + 1  # at least one character inside
+            j = _after_one(s, i + len(delim))  # at least one character (or escape) inside
             while True:
                 close = _find_close(s, j, delim)
                 if close == -1:
@@ -270,7 +275,7 @@ def _pair(s: str, i: int) -> tuple[str, str, int] | None:
                 return kind, s[i + len(delim):close], close + len(delim)
     ch = s[i]
     if ch == "*" and i + 1 < len(s) and not s[i + 1].isspace() and s[i + 1] != "*":
-        j = i + 2
+        j = _after_one(s, i + 1)
         while True:
             close = _find_close(s, j, "*")
             if close == -1:
@@ -282,7 +287,7 @@ def _pair(s: str, i: int) -> tuple[str, str, int] | None:
                 return "italic", s[i + 1:close], close + 1
             j = close + 1
     if ch == "_" and (i == 0 or not _WORD.match(s[i - 1])) and i + 1 < len(s) and s[i + 1] != "_":
-        j = i + 2
+        j = _after_one(s, i + 1)
         while True:
             close = _find_close(s, j, "_")
             if close == -1:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
+from urllib.parse import urlsplit
 
 import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver
 
 from bot.fetch import Fetcher
+from bot.models import FeedState
 from tests.discord_harness import SEED, make_config, running_bot
+from tests.discord_markdown import read
 from tests.fakediscord import FakeDiscord
-from tests.feedgen import write_feed
+from tests.feedgen import rss, write_feed
 
 TOKEN = "fake.bot-token.for-tests-only-0123456789"
 EPHEMERAL = 64
@@ -41,9 +45,11 @@ class FeedSite:
         self.seed = SEED.read_bytes()
         self.runner: web.AppRunner | None = None
         self.port = 0
+        self.pages: dict[str, tuple[bytes, str]] = {}
+        self.failing: dict[str, tuple[int, str]] = {}  # path → (status, reason phrase)
 
     async def start(self) -> "FeedSite":
-        pages = {
+        self.pages = pages = {
             "/feed.xml": (self.seed, "application/rss+xml"),
             "/blog/": (b'<!doctype html><html><head><title>Blog</title><link rel="alternate" '
                        b'type="application/rss+xml" title="RSS" href="/feed.xml"></head><body>hello</body></html>',
@@ -56,6 +62,9 @@ class FeedSite:
         async def handler(request: web.Request) -> web.StreamResponse:
             if request.path in redirects:
                 raise web.HTTPFound(redirects[request.path].format(port=self.port))
+            if request.path in self.failing:
+                status, reason = self.failing[request.path]
+                return web.Response(status=status, reason=reason)
             if request.path not in pages:
                 raise web.HTTPNotFound()
             body, ctype = pages[request.path]
@@ -390,3 +399,76 @@ async def test_cli_search_and_feeds_list(tmp_path, fake, world):
     assert out.returncode == 0 and "no results" in out.stdout
     out = run("feeds", "list")
     assert out.returncode == 0 and "vsoch" in out.stdout and "secret-feed" in out.stdout
+
+
+# --- feed-controlled text in commands and notices -----------------------------------------------------------
+
+HOSTILE_TITLE = "[https://discord.com/settings](https://evil.example/steal) `x`"
+HOSTILE_REASON = "Oops [click](https://evil.example/steal) `y`"
+OUR_CODE = {"/feed resume", "/feed add"}  # the code spans Herald's own texts write
+
+
+def assert_shown_safely(md: str, *visible: str, own_code: set[str] = OUR_CODE) -> None:
+    """Read as Discord does: no link to evil.example, no code span Herald did not write, and
+    every untrusted text still visible as written."""
+    r = read(md)
+    assert not [link for link in r.links if "evil.example" in (urlsplit(link[1]).hostname or "")], (md, r.links)
+    code = {s.text for s in r.spans if s.kind in ("code", "codeblock")}
+    assert code <= own_code, (md, code)
+    assert all(s.text.startswith(("<#", "<t:")) for s in r.of("mention")), md  # Herald names channels and dates
+    for text in visible:
+        assert text in r.text, (text, r.text)
+
+
+async def polled_once(bot, url: str, timeout: float = 10.0) -> None:
+    """Waits for the poller's cycles until the feed at ``url`` has been fetched (its entries stored)."""
+    poller = bot.herald.poller
+    while not any(f.url == url and f.last_success for f in await bot.storage.list_feeds()):
+        poller.cycle_done.clear()
+        poller.wake()
+        await asyncio.wait_for(poller.cycle_done.wait(), timeout)
+
+
+async def test_feed_text_and_server_errors_show_as_written_everywhere(fake, world):
+    bot, site, channel = world["bot"], world["site"], world["channel"]
+    site.pages["/hostile.xml"] = (rss([{"title": HOSTILE_TITLE, "link": "https://blog.example/p/1", "guid": "h1",
+                                        "description": "zanzibar orchestration", "date": 1_700_000_000}],
+                                      title=HOSTILE_TITLE), "application/rss+xml")
+    follow = await _add(fake, world, site.url("/hostile.xml"))
+    assert "Added" in follow["content"]
+    assert_shown_safely(follow["content"], HOSTILE_TITLE)
+    await polled_once(bot, site.url("/hostile.xml"))
+    site.failing["/hostile.xml"] = (500, HOSTILE_REASON)
+    await bot.herald.poller.poll_due(everything=True)
+    [info] = [f for f in await bot.storage.list_feeds(world["guild"]) if f.url == site.url("/hostile.xml")]
+    assert info.name == HOSTILE_TITLE and HOSTILE_REASON in (info.last_error or ""), info
+
+    _, resp = await command(fake, world, "search", {"query": "zanzibar", "public": True})
+    desc = resp["data"]["embeds"][0]["description"]
+    assert_shown_safely(desc, HOSTILE_TITLE)
+    assert read(desc).links == [(HOSTILE_TITLE + " → blog.example", "https://blog.example/p/1")]  # names the real host
+    _, resp = await command(fake, world, "recent", {"feed": HOSTILE_TITLE})
+    assert_shown_safely(resp["data"]["embeds"][0]["description"], HOSTILE_TITLE)
+    _, resp = await command(fake, world, "feed", subcommand="list")
+    assert_shown_safely(resp["data"]["embeds"][0]["description"], HOSTILE_TITLE, HOSTILE_REASON)
+    _, resp = await command(fake, world, "feed", {"feed": HOSTILE_TITLE}, subcommand="status")
+    [field] = resp["data"]["embeds"][0]["fields"]
+    assert_shown_safely(field["name"], HOSTILE_TITLE)
+    assert_shown_safely(field["value"], HOSTILE_REASON)
+    for sub in ("pause", "resume"):
+        _, resp = await command(fake, world, "feed", {"feed": HOSTILE_TITLE}, subcommand=sub)
+        assert_shown_safely(resp["data"]["content"], HOSTILE_TITLE)
+
+    # the notices: a feed paused for failing, and a channel Discord refuses
+    resume = f"herald feeds resume {info.id}"  # a code span cannot show the name's backtick: the id instead
+    await bot.herald._feed_paused(FeedState(id=info.id, url=info.url, title=HOSTILE_TITLE), f"HTTP 500 {HOSTILE_REASON}")
+    await bot.herald._target_broken(f"channel:{channel}", HOSTILE_REASON)
+    def two_notices():
+        sent = [m for m in fake.messages(channel) if m["via"] == "bot"]  # not the public /search answer
+        return sent if len(sent) >= 2 else None
+
+    notices = await fake.wait_until(two_notices, timeout=5.0, what="two notices")
+    assert "was paused" in notices[0]["content"] and "Stopped announcing" in notices[1]["content"]
+    for notice in notices:
+        assert_shown_safely(notice["content"], HOSTILE_TITLE, HOSTILE_REASON, own_code=OUR_CODE | {resume})
+        assert resume in {s.text for s in read(notice["content"]).of("code")}

@@ -14,6 +14,8 @@ from tests.discord_markdown import read
     ("md", "kind", "shown"),
     [
         ("**bold**", "bold", "bold"),
+        ("**\\\\**", "bold", "\\"),  # an escaped backslash is one character inside; the "*" after it closes
+        ("*\\\\*", "italic", "\\"),
         ("*it*", "italic", "it"),
         ("_it_", "italic", "it"),
         ("__under__", "underline", "under"),

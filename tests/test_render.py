@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
+from bot.escape import clean
 from bot.identity import normalise_link
 from bot.models import StoredEntry, Subscription
 from bot.parse import parse_feed
@@ -215,8 +216,8 @@ def test_huge_and_empty_entries() -> None:
     assert empty["embeds"][0]["title"] == "Untitled post"
     assert "description" not in empty["embeds"][0] and "author" not in empty["embeds"][0]
     assert "footer" not in empty["embeds"][0]
-    assert render_entry(stored("", "x", link="https://blog.example/only-link"), None)["embeds"][0]["title"] == \
-        "https://blog.example/only-link"
+    assert unescape(render_entry(stored("", "x", link="https://blog.example/only-link"), None)["embeds"][0]["title"]) \
+        == "https://blog.example/only-link"
 
 
 def test_every_field_at_its_limit_together_stays_under_6000() -> None:
@@ -293,7 +294,7 @@ def test_markdown_in_titles_is_escaped(title) -> None:
 def shown_title(title: str) -> str:
     """A title shows as written, except that one showing a URL other than the post's link is
     followed by the host the embed really opens (the post's link is https://blog.example/p/1)."""
-    normal = " ".join(title.split()) or "https://blog.example/p/1"
+    normal = " ".join(clean(title).split()) or "https://blog.example/p/1"  # invisible characters are never shown
     return normal + " → blog.example" if _misleading(normal, "https://blog.example/p/1") else normal
 
 

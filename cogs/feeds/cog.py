@@ -9,12 +9,15 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import limits
+from bot import escape, limits
 from bot.errors import UserError
 from bot.manage import already_in_channel, check_quota, preview_entry, resolve_feed, validate_feed_url
 from bot.render import EMBED_COLOR, render_entry, truncate
 from bot.storage.base import FeedInfo
-from cogs.common import feed_names, when
+from cogs.common import feed_name, feed_names, shown_url, when
+
+STATE_CHARS = 200  # a feed's state (its pause reason or last error) in /feed list
+ERROR_CHARS = 300  # its last error in /feed status
 
 if TYPE_CHECKING:
     from bot.discord_bot import HeraldBot
@@ -27,15 +30,20 @@ def _targets(info: FeedInfo) -> str:
     out = []
     for t in info.targets:
         kind, _, value = t.partition(":")
-        out.append(f"<#{value}>" if kind == "channel" else f"webhook `{value}`")
+        out.append(f"<#{value}>" if kind == "channel" else f"webhook {escape.code_span(value)}")
     return ", ".join(out) or "nowhere"
+
+
+def _shown(text: str, limit: int) -> str:
+    """Text a feed server or a member chose (an error's reason phrase, a user name), plain."""
+    return escape.plain(truncate(" ".join(escape.clean(text).split()), limit), one_line=True)
 
 
 def _state(info: FeedInfo) -> str:
     if info.paused:
-        return f"⏸ paused — {info.pause_reason or 'by a manager'}"
+        return f"⏸ paused — {_shown(info.pause_reason or 'by a manager', STATE_CHARS)}"
     if info.last_error:
-        return f"⚠ failing ({info.error_count}×): {truncate(info.last_error, 200)}"
+        return f"⚠ failing ({info.error_count}×): {_shown(info.last_error, STATE_CHARS)}"
     return "✅ ok" if info.last_success else "⏳ not fetched yet"
 
 
@@ -77,8 +85,8 @@ class FeedsCog(commands.GroupCog, group_name="feed", group_description="Manage t
         target = f"channel:{channel.id}"
         existing = await already_in_channel(storage, interaction.guild_id, checked.url, target)
         if existing is not None:
-            raise UserError(f"**{existing.name}** is already announced in <#{channel.id}>.")
-        name = truncate(checked.feed.title or checked.url, 90)
+            raise UserError(f"**{feed_name(existing.name)}** is already announced in <#{channel.id}>.")
+        name = truncate(" ".join(escape.clean(checked.feed.title or "").split()) or checked.url, 90)
         names = {n.lower() for n in await self.names.names(interaction.guild_id)}
         base, n = name, 2
         while name.lower() in names:
@@ -88,8 +96,8 @@ class FeedsCog(commands.GroupCog, group_name="feed", group_description="Manage t
                                backfill=backfill, now=time.time(), title=checked.feed.title)
         self.names.invalidate(interaction.guild_id)
         herald.poller.wake()
-        found = f" (found on {checked.discovered_from})" if checked.discovered_from else ""
-        text = (f"Added **{discord.utils.escape_markdown(name)}**{found}: {len(checked.feed.entries)} entries now, "
+        found = f" (found on {shown_url(checked.discovered_from)})" if checked.discovered_from else ""
+        text = (f"Added **{feed_name(name)}**{found}: {len(checked.feed.entries)} entries now, "
                 f"new posts will be announced in <#{channel.id}>"
                 + (f"; the newest {backfill} will be announced shortly." if backfill else "."))
         entry = preview_entry(checked.feed)
@@ -105,10 +113,11 @@ class FeedsCog(commands.GroupCog, group_name="feed", group_description="Manage t
         assert interaction.guild_id is not None  # nosec B101 # guild-only command: narrows the type
         info = await resolve_feed(self.bot.storage, interaction.guild_id, feed)
         if info.source == "config":
-            raise UserError(f"**{info.name}** comes from the config file; remove it there (you can `/feed pause` it).")
+            raise UserError(f"**{feed_name(info.name)}** comes from the config file; remove it there (you can `/feed pause` it).")
         await self.bot.storage.remove_subscriptions(info.id, interaction.guild_id)
         self.names.invalidate(interaction.guild_id)
-        await interaction.response.send_message(f"Removed **{info.name}**. Its past posts stay searchable.", ephemeral=True)
+        await interaction.response.send_message(f"Removed **{feed_name(info.name)}**. Its past posts stay searchable.",
+                                                ephemeral=True)
 
     @app_commands.command(name="list", description="List this server's feeds")
     async def list_feeds(self, interaction: discord.Interaction) -> None:
@@ -120,7 +129,7 @@ class FeedsCog(commands.GroupCog, group_name="feed", group_description="Manage t
         lines = []
         for f in feeds:
             tag = " · from config" if f.source == "config" else ""
-            lines.append(f"**{truncate(f.name, 100)}**{tag}\n{truncate(f.url, 200)} → {_targets(f)}\n{_state(f)}")
+            lines.append(f"**{feed_name(f.name)}**{tag}\n{shown_url(f.url)} → {_targets(f)}\n{_state(f)}")
         if lines:
             embed.description = truncate("\n\n".join(lines), limits.EMBED_DESCRIPTION)
         await interaction.response.send_message(embed=embed, ephemeral=True)
@@ -134,7 +143,7 @@ class FeedsCog(commands.GroupCog, group_name="feed", group_description="Manage t
             self.bot.herald.poller.wake()
             self.bot.herald.worker.wake()
         await interaction.response.send_message(
-            f"**{info.name}** is {'paused' if paused else 'resumed'}.", ephemeral=True)
+            f"**{feed_name(info.name)}** is {'paused' if paused else 'resumed'}.", ephemeral=True)
 
     @app_commands.command(name="pause", description="Stop announcing a feed for now")
     async def pause(self, interaction: discord.Interaction, feed: str) -> None:
@@ -159,8 +168,8 @@ class FeedsCog(commands.GroupCog, group_name="feed", group_description="Manage t
                      f"next {when(f.next_fetch) if not f.paused else '—'}\n"
                      f"{f.entries} entries stored · {f.pending} pending · {f.failed} failed deliveries")
             if f.last_error:
-                value += f"\nLast error: {truncate(f.last_error, 300)}"
-            embed.add_field(name=truncate(f.name, limits.EMBED_FIELD_NAME), value=truncate(value, limits.EMBED_FIELD_VALUE),
+                value += f"\nLast error: {_shown(f.last_error, ERROR_CHARS)}"
+            embed.add_field(name=truncate(feed_name(f.name), limits.EMBED_FIELD_NAME), value=truncate(value, limits.EMBED_FIELD_VALUE),
                             inline=False)
         if len(feeds) > limits.EMBED_FIELDS:
             embed.set_footer(text=f"and {len(feeds) - limits.EMBED_FIELDS} more; name a feed to see it")
@@ -172,7 +181,7 @@ class FeedsCog(commands.GroupCog, group_name="feed", group_description="Manage t
         info = await resolve_feed(self.bot.storage, interaction.guild_id, feed)
         entries = await self.bot.storage.recent(guild_id=interaction.guild_id, feed_id=info.id, limit=1)
         if not entries:
-            raise UserError(f"**{info.name}** has no stored entries yet; it is fetched {when(info.next_fetch)}.")
+            raise UserError(f"**{feed_name(info.name)}** has no stored entries yet; it is fetched {when(info.next_fetch)}.")
         payload = render_entry(entries[0], entries[0].feed_title or info.title)
         await interaction.response.send_message(
             "Preview of the newest announcement:", embeds=[discord.Embed.from_dict(e) for e in payload["embeds"]],

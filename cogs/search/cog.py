@@ -9,13 +9,13 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import limits
+from bot import escape, limits
 from bot.config import parse_since
 from bot.errors import UserError
 from bot.manage import resolve_feed
 from bot.render import EMBED_COLOR, truncate
 from bot.storage.base import SearchPage
-from cogs.common import clean_snippet, feed_names, link_line, when
+from cogs.common import clean_snippet, feed_name, feed_names, link_line, when
 
 if TYPE_CHECKING:
     from bot.discord_bot import HeraldBot
@@ -25,14 +25,15 @@ VIEW_TIMEOUT = 600.0
 
 
 def search_embed(query: str, page: SearchPage, offset: int) -> discord.Embed:
-    embed = discord.Embed(title=truncate(f"Search: {' '.join(query.split())}", limits.EMBED_TITLE), color=EMBED_COLOR)
+    shown_query = escape.plain(" ".join(escape.clean(query).split()), one_line=True)
+    embed = discord.Embed(title=truncate(f"Search: {shown_query}", limits.EMBED_TITLE), color=EMBED_COLOR)
     if not page.total:
         embed.description = "No results. Try other words, or fewer of them."
         return embed
     lines = []
     for i, hit in enumerate(page.hits, start=offset + 1):
         e = hit.entry
-        head = f"**{i}. {link_line(e.title, e.link)}**\n{truncate(hit.feed_name, 100)} · {when(e.published or e.first_seen)}"
+        head = f"**{i}. {link_line(e.title, e.link)}**\n{feed_name(hit.feed_name)} · {when(e.published or e.first_seen)}"
         snippet = clean_snippet(hit.snippet, 300)
         lines.append(head + (f"\n{snippet}" if snippet else ""))
     embed.description = truncate("\n\n".join(lines), limits.EMBED_DESCRIPTION)
@@ -124,7 +125,7 @@ class SearchCog(commands.Cog):
         if not entries:
             embed.description = "No posts stored yet."
         else:
-            lines = [f"**{link_line(e.title, e.link)}**\n{truncate(e.feed_name or '', 100)} · {when(e.published or e.first_seen)}"
+            lines = [f"**{link_line(e.title, e.link)}**\n{feed_name(e.feed_name)} · {when(e.published or e.first_seen)}"
                      for e in entries]
             embed.description = truncate("\n\n".join(lines), limits.EMBED_DESCRIPTION)
         await interaction.response.send_message(embed=embed, ephemeral=True)
