@@ -82,15 +82,19 @@ class DiscordSink:
         self.bot = bot
         self._session = session
         self._own_session = session is None
+        self._closed = False
         self.limiter = RateLimiter(rate)
         self.rate_limited = 0  # 429s that reached Herald (discord.py retries most itself)
 
     async def close(self) -> None:
+        self._closed = True
         if self._own_session and self._session is not None:
             await self._session.close()
             self._session = None
 
     def _http_session(self) -> aiohttp.ClientSession:
+        if self._closed:  # a send that races the shutdown must not open a session nobody closes
+            raise TransientDeliveryError("Herald is stopping; the delivery is retried when it starts again")
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         return self._session

@@ -18,6 +18,8 @@ if str(ROOT) not in sys.path:  # `import bot` and `import tests.x` also under a 
 
 from tests.feedserver import FeedServer  # noqa: E402
 
+pytest_plugins = ("pytester",)  # tests/test_first_hour.py runs the unclosed-session check on a leaking test
+
 # What aiohttp logs (through asyncio's exception handler) for a session or connector that was
 # garbage-collected without being closed. Subprocess tests check their stderr for the same.
 UNCLOSED_MARKERS = ("Unclosed client session", "Unclosed connector")
