@@ -314,8 +314,8 @@ async def _feeds(config: Config, args: argparse.Namespace) -> int:
             for f in feeds:
                 state = f"paused ({f.pause_reason})" if f.paused else ("failing" if f.last_error else "ok")
                 nxt = "not while paused" if f.paused else _when(f.next_fetch, "as soon as it runs")
-                last = _when(f.last_success, "never succeeded")
-                print(f"- {f.name} [{f.source}] {f.url}\n  {state}; {f.entries} entries; last success {last}; "
+                last = f"last success {_when(f.last_success, '')}" if f.last_success else "never succeeded"
+                print(f"- {f.name} [{f.source}] {f.url}\n  {state}; {f.entries} entries; {last}; "
                       f"next fetch {nxt}; {f.pending} pending, {f.failed} failed; -> {', '.join(f.targets)}")
                 if f.last_error:
                     print(f"  last error: {f.last_error}")

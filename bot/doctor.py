@@ -75,6 +75,7 @@ class _Target:
     channel_id: int
     create_thread: bool = False
     used_by: list[str] = field(default_factory=list)
+    threaded_by: list[str] = field(default_factory=list)  # those that set create_thread
 
 
 async def run_doctor(config: Config, *, out: TextIO | None = None) -> int:
@@ -250,6 +251,8 @@ def _targets(config: Config, subs: list[Any]) -> tuple[dict[int, _Target], dict[
             t = targets.setdefault(c, _Target(c))
             t.create_thread = t.create_thread or f.create_thread
             t.used_by.append(label)
+            if f.create_thread:
+                t.threaded_by.append(label)
         for w in f.webhooks:
             webhooks.setdefault(w, []).append(label)
     for s in subs:
@@ -456,10 +459,10 @@ class _ChannelChecker:
             return
         guild_id = int(guild_id)
         self.channel_guilds[cid] = guild_id
-        if target.create_thread and kind != "text" and kind != "announcement":
-            report.add("warn", "channel", f"{name} is a {kind} channel, but {users} set create_thread = true, which "
-                       "only text and announcement channels use (a forum already gets one post per entry; a thread "
-                       "cannot hold threads)",
+        if target.threaded_by and kind not in ("text", "announcement"):
+            report.add("warn", "channel", f"{name} is a {kind} channel, but {', '.join(target.threaded_by)} set "
+                       "create_thread = true for it, which only text and announcement channels use (a forum already "
+                       "gets one post per entry; a thread cannot hold threads)",
                        "remove create_thread from those [[feeds]], or give them a text channel's id")
         try:
             if guild_id not in self.guilds:
