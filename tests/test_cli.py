@@ -11,6 +11,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from tests.conftest import unclosed_resources
 from tests.feedserver import FeedServer
 from tests.test_parse import SEED_POSTS
 
@@ -32,6 +33,7 @@ async def herald(*args: str, cwd: Path, timeout: float = 60.0) -> tuple[int, str
         proc.kill()
         await proc.wait()
         raise
+    assert unclosed_resources(err.decode()) == [], err.decode()  # every aiohttp session closed
     return proc.returncode or 0, out.decode(), err.decode()
 
 

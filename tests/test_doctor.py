@@ -14,6 +14,7 @@ import discord.http
 import pytest
 
 from bot.doctor import INVITE_PERMISSIONS, _permissions, run_doctor
+from tests.conftest import unclosed_resources
 from tests.discord_harness import fake_discord_toml, make_config
 from tests.fakediscord import FakeDiscord
 from tests.feedgen import numbered_items, write_feed
@@ -47,6 +48,7 @@ async def herald_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert unclosed_resources(err.decode()) == [], err.decode()  # every aiohttp session closed
     return proc.returncode, out.decode(), err.decode()
 
 
