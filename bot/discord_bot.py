@@ -96,6 +96,7 @@ class HeraldBot(commands.Bot):
         self.storage = self.herald.storage
         self.targets_checked = asyncio.Event()
         self.webhook_channels: dict[str, int] = {}  # webhook variable -> the channel it posts into
+        self._closed_all: asyncio.Event | None = None
         self.exit_code = 0
         self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
 
@@ -108,13 +109,22 @@ class HeraldBot(commands.Bot):
         await self.sync_commands()
 
     async def close(self) -> None:
+        """Closes once: a second call (discord.py's connect loop closes the bot when its websocket
+        ends and it may not reconnect) waits for the first."""
+        if self._closed_all is not None:
+            await self._closed_all.wait()
+            return
+        self._closed_all = asyncio.Event()
         try:
             await super().close()  # unloads the cogs: the pipeline stops and hands back in-flight rows
         finally:
-            if self.ops is not None:
-                await self.ops.stop()
-            await self.sink.close()
-            await self.herald.close()
+            try:
+                if self.ops is not None:
+                    await self.ops.stop()
+                await self.sink.close()
+                await self.herald.close()
+            finally:
+                self._closed_all.set()
 
     # --- slash command sync -----------------------------------------------------------------
 
@@ -401,12 +411,47 @@ def unreachable_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+class OneLineReconnects(logging.Filter):
+    """discord.py logs every failed gateway reconnect with a traceback; below debug level, one line
+    that says what failed is enough (it retries with backoff by itself). Before the first gateway
+    connection discord.py cannot reconnect at all, and Herald's own retry says so instead."""
+
+    def __init__(self, current: list["HeraldBot"]) -> None:
+        super().__init__()
+        self.current = current
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not (record.exc_info and record.msg == "Attempting a reconnect in %.2fs"):
+            return True
+        if any(bot.ws is None for bot in self.current):
+            return log.isEnabledFor(logging.DEBUG)  # never connected: Herald's retry line follows
+        if log.isEnabledFor(logging.DEBUG):
+            return True
+        exc = record.exc_info[1]
+        delay = record.args[0] if isinstance(record.args, tuple) and record.args else 0.0
+        record.msg = "lost the connection to Discord's gateway (%s); reconnecting in %.0fs"
+        record.args = (unreachable_reason(exc) if exc is not None else "unknown error", delay)
+        record.exc_info = None
+        record.exc_text = None
+        return True
+
+
 async def _run_bot(config: Config, token: str, once: bool) -> int:
     """Logs in and runs until stopped. Discord unreachable at login: one log line, then retry with
-    a growing pause until stopped (with ``--once``: exit 1 at once)."""
+    a growing pause until stopped (with ``--once``: exit 1 at once, also when the gateway cannot
+    be reached after the login)."""
     apply_endpoints(config.discord)
-    stop = asyncio.Event()
     current: list[HeraldBot] = []
+    reconnects = OneLineReconnects(current)
+    logging.getLogger("discord.client").addFilter(reconnects)
+    try:
+        return await _run_bot_until_stopped(config, token, once, current)
+    finally:
+        logging.getLogger("discord.client").removeFilter(reconnects)
+
+
+async def _run_bot_until_stopped(config: Config, token: str, once: bool, current: list["HeraldBot"]) -> int:
+    stop = asyncio.Event()
 
     def on_signal() -> None:
         stop.set()
@@ -425,7 +470,7 @@ async def _run_bot(config: Config, token: str, once: bool) -> int:
         current[:] = [bot]
         try:
             async with bot:
-                await bot.start(token)
+                await bot.start(token, reconnect=not once)  # --once: a gateway that fails ends the run
             return bot.exit_code
         except discord.LoginFailure:
             print(f"herald: Discord rejected the token in {config.discord.token_env} (401 Unauthorized); "
@@ -437,10 +482,22 @@ async def _run_bot(config: Config, token: str, once: bool) -> int:
         except HeraldError as exc:
             print(f"herald: {exc}", file=sys.stderr)
             return 1
+        except AttributeError as exc:
+            # discord.py 2.x: when the very first gateway connection fails, its reconnect step reads
+            # ``self.ws.sequence`` with no websocket yet. That is the gateway being unreachable.
+            cause = exc.__context__
+            if bot.ws is not None or not isinstance(cause, _UNREACHABLE):
+                raise
+            if stop.is_set():
+                return 0
+            log.debug("connecting to Discord's gateway failed", exc_info=True)
+            log.error("cannot reach Discord at %s: %s; retrying in %.0fs until stopped",
+                      discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY, unreachable_reason(cause), delay)
         except _UNREACHABLE as exc:
             if stop.is_set():
                 return 0
-            where = Route.BASE
+            # after the login, it was the gateway (the websocket) that failed
+            where = Route.BASE if bot.user is None else str(discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
             log.debug("connecting to Discord failed", exc_info=True)
             if once:
                 log.error("cannot reach Discord at %s: %s; giving up (--once); --log-level debug shows the traceback",

@@ -216,13 +216,15 @@ def closed_port() -> int:
         return s.getsockname()[1]  # nothing listens there once the socket is closed
 
 
-def unreachable_config(tmp_path: Path) -> Path:
+def unreachable_config(tmp_path: Path, api_base: str | None = None) -> Path:
+    """A config whose Discord is a closed port (REST and gateway), or only its gateway when
+    ``api_base`` names a live fake."""
     port = closed_port()
     path = tmp_path / "herald.toml"
     path.write_text(textwrap.dedent(f"""
         [discord]
         token_env = "HERALD_TEST_TOKEN"
-        api_base = "http://127.0.0.1:{port}/api/v10"
+        api_base = "{api_base or f'http://127.0.0.1:{port}/api/v10'}"
         gateway_url = "ws://127.0.0.1:{port}/"
         [storage]
         url = "sqlite:///{tmp_path / 'h.db'}"
@@ -270,8 +272,17 @@ async def test_discord_unreachable_with_once_is_one_line_and_exit_1(tmp_path):
     assert code == 1 and "Traceback" in err and "ConnectionRefusedError" in err  # the details, when asked
 
 
-async def test_discord_unreachable_retries_until_stopped(tmp_path):
-    config = unreachable_config(tmp_path)
+async def test_gateway_unreachable_after_the_login_with_once_is_one_line_and_exit_1(tmp_path, fake):
+    config = unreachable_config(tmp_path, api_base=fake.api_base)
+    code, out, err = await herald("run", "--once", "--config", str(config))
+    assert code == 1 and out == "" and "Traceback" not in err
+    [line] = [line for line in err.splitlines() if "ERROR" in line]
+    assert "cannot reach Discord at ws://127.0.0.1:" in line and "connection refused" in line
+
+
+@pytest.mark.parametrize("gateway_only", [False, True], ids=["rest", "gateway"])
+async def test_discord_unreachable_retries_until_stopped(tmp_path, fake, gateway_only):
+    config = unreachable_config(tmp_path, api_base=fake.api_base if gateway_only else None)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", "run", "--config", str(config), cwd=ROOT, env=cli_env(),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -285,6 +296,7 @@ async def test_discord_unreachable_retries_until_stopped(tmp_path):
             if "retrying in" in line:
                 break
         assert "cannot reach Discord" in line and "connection refused" in line and "until stopped" in line
+        assert ("ws://" in line) == gateway_only
         proc.send_signal(signal.SIGTERM)
         rest = (await asyncio.wait_for(proc.stderr.read(), EVENT_TIMEOUT)).decode()
         code = await asyncio.wait_for(proc.wait(), EVENT_TIMEOUT)
@@ -294,6 +306,37 @@ async def test_discord_unreachable_retries_until_stopped(tmp_path):
             await proc.wait()
     assert code == 0
     assert "Traceback" not in "".join(seen) + rest and unclosed_resources(rest) == []
+
+
+def test_a_failed_reconnect_is_one_line_unless_debugging():
+    from bot.discord_bot import OneLineReconnects
+
+    class Bot:
+        ws: object | None = object()  # connected once: discord.py reconnects by itself
+
+    def record() -> logging.LogRecord:
+        try:
+            raise ConnectionRefusedError(111, "Connect call failed")
+        except ConnectionRefusedError:
+            return logging.LogRecord("discord.client", logging.ERROR, __file__, 1, "Attempting a reconnect in %.2fs",
+                                     (2.5,), sys.exc_info())
+
+    bot = Bot()
+    one_line = OneLineReconnects([bot])  # type: ignore[list-item]
+    rec = record()
+    assert one_line.filter(rec) and rec.exc_info is None
+    assert rec.getMessage() == "lost the connection to Discord's gateway (connection refused); reconnecting in 2s"
+    bot.ws = None  # never connected: Herald's own retry line says it, discord.py's is dropped
+    assert not one_line.filter(record())
+    herald_log = logging.getLogger("herald")
+    saved = herald_log.level
+    herald_log.setLevel(logging.DEBUG)
+    try:
+        bot.ws = object()
+        rec = record()
+        assert one_line.filter(rec) and rec.exc_info is not None  # --log-level debug keeps the traceback
+    finally:
+        herald_log.setLevel(saved)
 
 
 async def test_once_after_a_webhook_send_closes_every_session(tmp_path, fake):
