@@ -21,7 +21,6 @@ from bot.deliver import ConsoleSink
 from tests.conftest import unclosed_resources
 from tests.discord_harness import SEED, fake_discord_toml, make_config, running_bot
 from tests.fakediscord import FakeDiscord
-from tests.feedgen import write_feed
 
 TOKEN = "fake.bot-token.for-tests-only-0123456789"
 ROOT = Path(__file__).resolve().parents[1]
