@@ -119,15 +119,19 @@ async def test_notice_skips_a_channel_that_refuses_it_and_always_reaches_the_log
     guild = fake.add_guild()
     broken = fake.add_channel(guild, "broken", perms=["view_channel"])
     quiet = fake.add_channel(guild, "quiet", perms=["view_channel", "embed_links"])
+    alerts = fake.add_channel(guild, "alerts")
     other = fake.add_channel(guild, "other")
     config = make_config(tmp_path, fake, [
-        {"url": SEED.as_uri(), "name": "vsoch", "channels": [broken, other]},
+        {"url": SEED.as_uri(), "name": "vsoch", "channels": [broken, other], "alerts_channel": alerts},
         {"url": (tmp_path / "x.xml").as_uri(), "name": "alone", "channels": [quiet]},
     ])
+    fake.fail_next(1, status=403, route=f"POST /channels/{alerts}/messages")  # the alerts channel refuses it
     async with running_bot(config, TOKEN):
         [notice] = await fake.wait_for_messages(other, 1, timeout=EVENT_TIMEOUT)  # the feed's other channel
         assert "Stopped announcing **vsoch**" in notice["content"]
+    assert fake.messages(alerts) == []
     logged = [r.getMessage() for r in caplog.records]
+    assert any(f"could not post a notice to channel {alerts}: HTTP 403; trying the next" in m for m in logged)
     assert any("notice (target)" in m and "vsoch" in m for m in logged)
     # "alone" has no working channel and the guild no system channel: the log says so, with the fix
     assert any("notice (target)" in m and "alone" in m for m in logged)
