@@ -2040,9 +2040,11 @@ class FakeDiscord:
         return rec
 
     async def _h_get_webhook(self, req: _Req) -> Any:
-        # "Get Webhook with Token": no authentication, and no ``user`` in the webhook object
+        # "Get Webhook with Token": no authentication, and no ``user`` in the webhook object; the
+        # token is returned (an incoming webhook), ``url`` only comes from the OAuth2 flow
         wire = self._webhook_wire(self._hook(req), with_token=True)
         wire.pop("user", None)
+        wire.pop("url", None)
         return wire
 
     async def _h_delete_webhook(self, req: _Req) -> Any:
