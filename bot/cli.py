@@ -192,12 +192,11 @@ def _check(config: Config) -> int:
 
 
 async def _preview(config: Config, args: argparse.Namespace) -> int:
+    from bot.discover import find_feed_links, looks_like_html
     from bot.fetch import Fetcher
     from bot.models import StoredEntry
     from bot.pipeline import ParsePool
     from bot.render import render_entry
-
-    from bot.discover import find_feed_links, looks_like_html
 
     p = config.polling
     parser = ParsePool(1, inline=True)

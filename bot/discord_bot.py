@@ -496,6 +496,8 @@ async def _run_bot_until_stopped(config: Config, token: str, once: bool, current
         except _UNREACHABLE as exc:
             if stop.is_set():
                 return 0
+            if bot.ws is not None:  # it was connected: a new outage starts with the short pause again
+                delay = CONNECT_RETRY_FIRST
             # after the login, it was the gateway (the websocket) that failed
             where = Route.BASE if bot.user is None else str(discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
             log.debug("connecting to Discord failed", exc_info=True)

@@ -311,6 +311,34 @@ async def test_discord_unreachable_retries_until_stopped(tmp_path, fake, gateway
     assert "Traceback" not in "".join(seen) + rest and unclosed_resources(rest) == []
 
 
+def test_unreachable_reasons_are_short_and_name_the_failure():
+    import socket as socket_module
+    import ssl
+    from types import SimpleNamespace
+
+    import aiohttp
+    import discord
+
+    from bot.discord_bot import unreachable_reason
+
+    key = SimpleNamespace(host="discord.example", port=443, ssl=True)
+    dns = getattr(aiohttp, "ClientConnectorDNSError", aiohttp.ClientConnectorError)
+    assert unreachable_reason(dns(key, socket_module.gaierror(-2, "Name or service not known"))) == \
+        "DNS lookup of discord.example failed"
+    refused = aiohttp.ClientConnectorError(key, ConnectionRefusedError(111, "Connect call failed"))
+    assert unreachable_reason(refused) == "connection refused"
+    cert = aiohttp.ClientConnectorCertificateError(key, ssl.SSLCertVerificationError("certificate has expired"))
+    assert unreachable_reason(cert).startswith("TLS certificate error: ") and "expired" in unreachable_reason(cert)
+    assert unreachable_reason(asyncio.TimeoutError()) == "no answer (timed out)"
+
+    class Response:
+        status, reason = 503, "Service Unavailable"
+
+    assert unreachable_reason(discord.DiscordServerError(Response(), "")) == "Discord answered HTTP 503"
+    for reason in map(unreachable_reason, (refused, cert)):
+        assert "\n" not in reason
+
+
 def test_a_failed_reconnect_is_one_line_unless_debugging():
     from bot.discord_bot import OneLineReconnects
 
