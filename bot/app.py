@@ -50,7 +50,7 @@ class Herald:
             # An embedded database belongs to one Herald process: leases left by a process that was
             # killed would otherwise hold its in-flight delivery back until they expire.
             await self.storage.release_all_leases()
-        await self.storage.sync_config_feeds(self.config.feeds, self.clock())
+        await self.storage.sync_config_feeds(self.config.feeds, self.clock(), self.config.polling.interval)
 
     async def close(self) -> None:
         await self.fetcher.close()

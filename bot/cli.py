@@ -55,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
 
     feeds = sub.add_parser("feeds", help="list, pause or resume feeds")
     feeds_sub = feeds.add_subparsers(dest="feeds_command", metavar="ACTION")
+    feeds_sub.required = True  # `herald feeds` alone: usage on stderr, exit 2
     for name, helptext in (("list", "list feeds and their state"), ("pause", "stop polling a feed"),
                            ("resume", "poll a paused feed again")):
         sp = feeds_sub.add_parser(name, help=helptext)
@@ -75,8 +76,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
-    if args.command == "feeds" and not args.feeds_command:
-        parser.parse_args(["feeds", "--help"])
     try:
         if args.command == "preview":
             config = _load_optional(args.config)
@@ -184,6 +183,9 @@ def _install_signal_handlers(stop: Callable[[], Any]) -> None:
 
 
 def _check(config: Config) -> int:
+    """Validates what ``run`` would trip on without connecting anywhere. Exit 1 when a problem was found."""
+    from bot.config import homeless_feeds, unreadable_files
+
     print(f"config OK: {config.path}")
     print(f"storage: {config.storage_url()}")
     print(f"polling: every {config.polling.interval:g}s, timeout {config.polling.timeout:g}s, "
@@ -194,11 +196,21 @@ def _check(config: Config) -> int:
     for i, f in enumerate(config.feeds):
         targets = [f"channel {c}" for c in f.channels] + [f"webhook ${w}" for w in f.webhooks]
         extra = f", backfill {f.backfill}" if f.backfill else ""
+        extra += f", server {f.guild_id}" if f.guild_id is not None else ""
         print(f"  [{i}] {f.name or '(feed title)'}: {f.url} -> {', '.join(targets)}{extra}")
+    problems = unreadable_files(config)
+    for note in homeless_feeds(config):
+        print(f"warning: {note}")
+    if problems:
+        print(f"{len(problems)} problem(s); `herald run` would fail on them:", file=sys.stderr)
+        for problem in problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
     return 0
 
 
 async def _preview(config: Config, args: argparse.Namespace) -> int:
+    from bot.discover import find_feed_links, looks_like_html
     from bot.fetch import Fetcher
     from bot.models import StoredEntry
     from bot.pipeline import ParsePool
@@ -206,12 +218,23 @@ async def _preview(config: Config, args: argparse.Namespace) -> int:
 
     p = config.polling
     parser = ParsePool(1, inline=True, timeout=p.parse_timeout)
+    feed_url = args.url
     try:
         async with Fetcher(timeout=p.timeout, max_bytes=p.max_bytes, allow_private=True) as fetcher:
             result = await fetcher.fetch(args.url, guarded=False, allow_file=True)
+            if looks_like_html(result.body, result.headers.get("content-type")):
+                # a web page: use the feed it advertises, as /feed add does
+                links = find_feed_links(result.body.decode("utf-8", "replace"), result.url)
+                if not links:
+                    print(f"herald: {args.url} is a web page, not a feed, and advertises none (no <link rel=\"alternate\" "
+                          "type=\"application/rss+xml\">); give the feed's own URL", file=sys.stderr)
+                    return 1
+                feed_url = links[0]
+                print(f"{args.url} is a web page; using the feed it advertises: {feed_url}", file=sys.stderr)
+                result = await fetcher.fetch(feed_url, guarded=False, allow_file=False)
         parsed = await parser.parse(result.body, result.headers, result.url)
     except (FeedError, UnsafeURL) as exc:
-        print(f"herald: {args.url}: {exc}", file=sys.stderr)
+        print(f"herald: {feed_url}: {exc}", file=sys.stderr)
         return 1
     finally:
         parser.close()
@@ -220,7 +243,7 @@ async def _preview(config: Config, args: argparse.Namespace) -> int:
     now = time.time()
     newest = chronological(list(parsed.entries), now)[-max(0, args.limit):] if args.limit > 0 else []
     if not args.json:
-        print(f"{parsed.title or args.url}: {len(parsed.entries)} entries; the newest {len(newest)} as announced:\n")
+        print(f"{parsed.title or feed_url}: {len(parsed.entries)} entries; the newest {len(newest)} as announced:\n")
     for i, e in enumerate(newest):
         stored = StoredEntry(id=i, feed_id=0, key=e.key, title=e.title, link=e.link, summary=e.summary, author=e.author,
                              published=e.published, image=e.image, first_seen=now)
@@ -283,6 +306,11 @@ def _date(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d") if ts else "?"
 
 
+def _when(ts: float | None, never: str) -> str:
+    """A time as ``2026-01-31 14:05 UTC``, or ``never`` in words."""
+    return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if ts else never
+
+
 async def _feeds(config: Config, args: argparse.Namespace) -> int:
     # No sync of the config here: only `herald run` makes the database's feeds match a config file,
     # so listing with another file (or none) never deactivates the running bot's feeds.
@@ -294,15 +322,20 @@ async def _feeds(config: Config, args: argparse.Namespace) -> int:
                 for f in feeds:
                     print(json.dumps({"id": f.id, "name": f.name, "url": f.url, "source": f.source, "paused": f.paused,
                                       "pause_reason": f.pause_reason, "targets": f.targets, "entries": f.entries,
-                                      "last_success": f.last_success, "last_error": f.last_error,
+                                      "last_success": f.last_success, "next_fetch": f.next_fetch,
+                                      "last_error": f.last_error,
                                       "pending": f.pending, "failed": f.failed}))
                 return 0
             if not feeds:
                 print("no feeds")
             for f in feeds:
-                state = f"paused ({f.pause_reason})" if f.paused else ("failing: " + f.last_error if f.last_error else "ok")
-                print(f"- {f.name} [{f.source}] {f.url}\n  {state}; {f.entries} entries; last success "
-                      f"{_date(f.last_success)}; {f.pending} pending, {f.failed} failed; -> {', '.join(f.targets)}")
+                state = f"paused ({f.pause_reason})" if f.paused else ("failing" if f.last_error else "ok")
+                nxt = "not while paused" if f.paused else _when(f.next_fetch, "as soon as it runs")
+                last = f"last success {_when(f.last_success, '')}" if f.last_success else "never succeeded"
+                print(f"- {f.name} [{f.source}] {f.url}\n  {state}; {f.entries} entries; {last}; "
+                      f"next fetch {nxt}; {f.pending} pending, {f.failed} failed; -> {', '.join(f.targets)}")
+                if f.last_error:
+                    print(f"  last error: {f.last_error}")
             return 0
         info = await storage.find_feed(args.feed)
         if info is None:

@@ -17,7 +17,7 @@ from typing import Any, Callable
 from urllib.parse import unquote
 
 from bot import limits
-from bot.errors import ConfigError
+from bot.errors import ConfigError, ConfigFileMissing
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -181,6 +181,14 @@ class Config:
 # --- validation ---------------------------------------------------------------------------
 
 
+class _Problems(ValueError):
+    """Several problems in one value (a list with more than one bad item): each is reported."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
 class _Checker:
     def __init__(self) -> None:
         self.problems: list[str] = []
@@ -202,6 +210,8 @@ class _Checker:
                 continue
             try:
                 out[key] = conv(value)
+            except _Problems as exc:
+                self.problems.extend(f"{where}: {p}" for p in exc.problems)
             except ValueError as exc:
                 self.problems.append(f"{where}: {exc}")
         return out
@@ -248,12 +258,14 @@ def _snowflake(value: Any) -> int:
 def _snowflakes(value: Any) -> tuple[int, ...]:
     if not isinstance(value, list):
         raise ValueError("expected a list of Discord ids")
-    out = []
+    out, bad = [], []
     for i, item in enumerate(value):
         try:
             out.append(_snowflake(item))
         except ValueError as exc:
-            raise ValueError(f"item {i}: {exc}") from None
+            bad.append(f"item {i}: {exc}")
+    if bad:
+        raise _Problems(bad)
     return tuple(dict.fromkeys(out))
 
 
@@ -264,11 +276,20 @@ def _mention_roles(value: Any) -> tuple[int, ...]:
     return roles
 
 
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ENV_NAME_HINT = "the webhook URL is a secret and never goes in the file"
+
+
 def _env_names(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v) for v in value):
-        raise ValueError("expected names of environment variables (the webhook URL is a secret and never goes in the file)")
+    if not isinstance(value, list):
+        raise ValueError(f"expected names of environment variables ({_ENV_NAME_HINT})")
+    # the bad value itself is never echoed: it may be the webhook URL, a secret
+    bad = [f"item {i}: expected the name of an environment variable ({_ENV_NAME_HINT})"
+           for i, v in enumerate(value) if not (isinstance(v, str) and _ENV_NAME_RE.fullmatch(v))]
+    if bad:
+        raise _Problems(bad)
     return tuple(value)
 
 
@@ -405,6 +426,7 @@ def config_from_dict(data: dict[str, Any], path: Path | None = None) -> Config:
         check.problems.append("feeds: expected an array of tables ([[feeds]])")
         raw_feeds = []
     seen_names: dict[str, int] = {}
+    seen_urls: dict[str, int] = {}
     for i, raw in enumerate(raw_feeds):
         where = f"feeds[{i}]"
         table = check.table(raw, where)
@@ -428,6 +450,12 @@ def config_from_dict(data: dict[str, Any], path: Path | None = None) -> Config:
                 check.problems.append(f"{where}.name: {name!r} is already used by feeds[{seen_names[name.lower()]}]")
             seen_names[name.lower()] = i
         values["url"] = _resolve_file_url(values["url"], path.parent if path else Path.cwd())
+        first = seen_urls.setdefault(values["url"], i)
+        if first != i:  # one feed row per URL: the second table's name and settings would vanish
+            check.problems.append(
+                f"{where}.url: the same feed as feeds[{first}] ({values['url']}); list all its channels and webhooks "
+                f"in one [[feeds]] table")
+            continue
         feeds.append(FeedConfig(**values))
 
     if check.problems:
@@ -443,13 +471,58 @@ def config_from_dict(data: dict[str, Any], path: Path | None = None) -> Config:
     )
 
 
+def file_url_path(url: str) -> Path | None:
+    """The local path of a ``file:`` URL (as :func:`_resolve_file_url` writes them), else None."""
+    if not url.lower().startswith("file:"):
+        return None
+    rest = url[5:]
+    if rest.startswith("//"):
+        rest = rest[2:]
+    return Path(unquote(rest))
+
+
+def unreadable_files(config: Config) -> list[str]:
+    """One problem per ``file:`` feed whose file does not exist or cannot be read: ``run`` would
+    fail to fetch it on every poll."""
+    problems = []
+    for i, f in enumerate(config.feeds):
+        path = file_url_path(f.url)
+        if path is None:
+            continue
+        where = f"feeds[{i}].url"
+        if not path.exists():
+            problems.append(f"{where}: {path} does not exist (a relative file: URL is relative to the config file's "
+                            "folder)")
+        elif not path.is_file():
+            problems.append(f"{where}: {path} is not a file")
+        elif not os.access(path, os.R_OK):
+            problems.append(f"{where}: {path} cannot be read by this user; make it readable for the user Herald runs as")
+    return problems
+
+
+def homeless_feeds(config: Config) -> list[str]:
+    """Feeds whose Discord server Herald may not learn: only webhooks, no ``guild_id``, and a webhook
+    variable that is not set (with it set, ``run`` asks Discord which server the webhook is in)."""
+    notes = []
+    for i, f in enumerate(config.feeds):
+        if f.channels or f.guild_id is not None:
+            continue
+        unset = [w for w in f.webhooks if not os.environ.get(w, "").strip()]
+        if len(unset) == len(f.webhooks):
+            notes.append(f"feeds[{i}]{f' ({f.name})' if f.name else ''}: posts only through webhooks whose variables "
+                         f"are not set here (${', $'.join(unset)}), so its Discord server cannot be known and /feed "
+                         "list, /search and /feed resume there will not see it; set guild_id = <server id> in this "
+                         "[[feeds]] table (Discord: right-click the server → Copy Server ID)")
+    return notes
+
+
 def load_config(path: str | os.PathLike[str] | None = None) -> Config:
     """Read and validate a TOML config file (``herald.toml`` when no path is given)."""
     p = Path(path if path is not None else os.environ.get("HERALD_CONFIG", DEFAULT_CONFIG))
     try:
         raw = p.read_bytes()
     except FileNotFoundError:
-        raise ConfigError([f"{p}: no such file (pass --config PATH, or create {DEFAULT_CONFIG})"]) from None
+        raise ConfigFileMissing(p.resolve()) from None
     except OSError as exc:
         raise ConfigError([f"{p}: cannot read: {exc.strerror}"]) from None
     try:

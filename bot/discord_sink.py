@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -51,6 +52,23 @@ class RateLimiter:
             await asyncio.sleep(wait)
 
 
+# A webhook object is well under 2 KB; more than this is not Discord answering.
+WEBHOOK_INFO_MAX_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookHome:
+    """The server and channel a webhook posts into (None when Discord does not say)."""
+
+    guild_id: int | None
+    channel_id: int | None
+
+
+def _snowflake_or_none(value: Any) -> int | None:
+    text = str(value) if value is not None else ""
+    return int(text) if text.isdigit() else None
+
+
 def _error_text(exc: discord.HTTPException) -> str:
     body = exc.text or ""
     return f"HTTP {exc.status} (code {exc.code}): {body}"[:900]
@@ -64,15 +82,19 @@ class DiscordSink:
         self.bot = bot
         self._session = session
         self._own_session = session is None
+        self._closed = False
         self.limiter = RateLimiter(rate)
         self.rate_limited = 0  # 429s that reached Herald (discord.py retries most itself)
 
     async def close(self) -> None:
+        self._closed = True
         if self._own_session and self._session is not None:
             await self._session.close()
             self._session = None
 
     def _http_session(self) -> aiohttp.ClientSession:
+        if self._closed:  # a send that races the shutdown must not open a session nobody closes
+            raise TransientDeliveryError("Herald is stopping; the delivery is retried when it starts again")
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         return self._session
@@ -150,8 +172,9 @@ class DiscordSink:
                 log.warning("announced in %s but could not open its thread: %s", channel_id, _error_text(exc))
         return message_id
 
-    async def _send_webhook(self, claimed: ClaimedDelivery, payload: dict[str, Any]) -> str | None:
-        env = claimed.subscription.webhook_env or ""
+    @staticmethod
+    def _webhook_url(env: str) -> str:
+        """The webhook URL in ``$env``, checked; a missing or malformed one cannot be fixed by retrying."""
         url = os.environ.get(env, "").strip()
         if not url:
             raise PermanentDeliveryError(f"webhook URL variable ${env} is not set", target_broken=True)
@@ -163,6 +186,33 @@ class DiscordSink:
             valid = False
         if not valid:  # a typo in the variable: retrying cannot fix it
             raise PermanentDeliveryError(f"webhook URL in ${env} is not a valid http(s) URL", target_broken=True)
+        return url
+
+    async def webhook_home(self, env: str) -> WebhookHome:
+        """Where the webhook in ``$env`` posts: ``GET /webhooks/{id}/{token}`` answers with the
+        webhook object, whose ``guild_id`` and ``channel_id`` name its server and channel.
+        Raises PermanentDeliveryError when Discord does not know the webhook (deleted, wrong token),
+        TransientDeliveryError when it cannot be asked now."""
+        url = self._webhook_url(env)
+        try:
+            async with self._http_session().get(url) as resp:
+                text = (await resp.content.read(WEBHOOK_INFO_MAX_BYTES)).decode("utf-8", "replace")
+                if resp.status in (401, 403, 404):
+                    raise PermanentDeliveryError(f"webhook ${env} is unknown to Discord (HTTP {resp.status}): it was "
+                                                 "deleted or its URL is wrong", target_broken=True, status=resp.status)
+                if not 200 <= resp.status < 300:
+                    raise TransientDeliveryError(f"webhook ${env}: Discord answered HTTP {resp.status}")
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            raise TransientDeliveryError(f"webhook ${env}: network error: {type(exc).__name__}") from None
+        try:
+            data = json.loads(text)
+            return WebhookHome(_snowflake_or_none(data.get("guild_id")), _snowflake_or_none(data.get("channel_id")))
+        except (ValueError, AttributeError):
+            raise TransientDeliveryError(f"webhook ${env}: Discord's answer is not a webhook object") from None
+
+    async def _send_webhook(self, claimed: ClaimedDelivery, payload: dict[str, Any]) -> str | None:
+        env = claimed.subscription.webhook_env or ""
+        url = self._webhook_url(env)
         body = dict(payload)
         sub = claimed.subscription
         if sub.username:

@@ -62,12 +62,22 @@ class Report:
 
 
 @dataclass
+class _Homes:
+    """The servers Discord named for channels and webhooks, for finding feeds with none."""
+
+    channels: dict[int, int] = field(default_factory=dict)  # channel id -> guild id
+    webhooks: dict[str, int] = field(default_factory=dict)  # webhook variable -> guild id
+    discord_checked: bool = False  # the login worked, so every channel was asked about
+
+
+@dataclass
 class _Target:
     """A channel Herald announces into, with what uses it (for the messages)."""
 
     channel_id: int
     create_thread: bool = False
     used_by: list[str] = field(default_factory=list)
+    threaded_by: list[str] = field(default_factory=list)  # those that set create_thread
 
 
 async def run_doctor(config: Config, *, out: TextIO | None = None) -> int:
@@ -79,8 +89,10 @@ async def run_doctor(config: Config, *, out: TextIO | None = None) -> int:
         stored_feeds, stored_subs = await _stored(storage)
         await _check_feeds(config, stored_feeds, report)
         targets, webhooks = _targets(config, stored_subs)
-        await _check_webhooks(webhooks, report)
-        await _check_discord(config, targets, report)
+        homes = _Homes()
+        await _check_webhooks(webhooks, report, homes)
+        await _check_discord(config, targets, report, homes)
+        _check_guilds(config, homes, report)
     finally:
         if storage is not None:
             await storage.close()
@@ -241,6 +253,8 @@ def _targets(config: Config, subs: list[Any]) -> tuple[dict[int, _Target], dict[
             t = targets.setdefault(c, _Target(c))
             t.create_thread = t.create_thread or f.create_thread
             t.used_by.append(label)
+            if f.create_thread:
+                t.threaded_by.append(label)
         for w in f.webhooks:
             webhooks.setdefault(w, []).append(label)
     for s in subs:
@@ -256,7 +270,7 @@ def _targets(config: Config, subs: list[Any]) -> tuple[dict[int, _Target], dict[
     return targets, webhooks
 
 
-async def _check_webhooks(webhooks: dict[str, list[str]], report: Report) -> None:
+async def _check_webhooks(webhooks: dict[str, list[str]], report: Report, homes: _Homes | None = None) -> None:
     if not webhooks:
         return
     timeout = aiohttp.ClientTimeout(total=DISCORD_TIMEOUT)
@@ -281,6 +295,9 @@ async def _check_webhooks(webhooks: dict[str, list[str]], report: Report) -> Non
             if status == 200:
                 name = data.get("name") if isinstance(data, dict) else None
                 channel = data.get("channel_id") if isinstance(data, dict) else None
+                guild = str(data.get("guild_id") or "") if isinstance(data, dict) else ""
+                if homes is not None and guild.isdigit():
+                    homes.webhooks[env] = int(guild)
                 report.add("ok", "webhook", f"${env}: webhook {name!r} in channel {channel}")
             else:
                 report.add("fail", "webhook", f"${env}: Discord answered HTTP {status} (the webhook was deleted or "
@@ -323,12 +340,30 @@ def _permissions(guild: dict[str, Any], member: dict[str, Any], user_id: int,
     return perms
 
 
+def _check_guilds(config: Config, homes: _Homes, report: Report) -> None:
+    """Names every config feed whose Discord server cannot be known: the server's /feed list,
+    /search and /feed resume would not see it."""
+    for i, f in enumerate(config.feeds):
+        if f.guild_id is not None:
+            continue
+        if any(c in homes.channels for c in f.channels) or any(w in homes.webhooks for w in f.webhooks):
+            continue
+        if f.channels and not homes.discord_checked:
+            continue  # its channels were not asked about (no token, or no login); nothing is known either way
+        label = f"feeds[{i}]" + (f" ({f.name})" if f.name else "")
+        report.add("fail", "server", f"{label}: its Discord server cannot be known (no channel the bot can see, no "
+                   "webhook Discord answers for), so /feed list, /search and /feed resume in it will not find this feed",
+                   f"set guild_id = <server id> in that [[feeds]] table (Discord: Developer Mode, then right-click the "
+                   f"server → Copy Server ID), or fix its channels or webhooks above")
+
+
 def invite_url(app_id: int | str) -> str:
     return (f"https://discord.com/oauth2/authorize?client_id={app_id}&scope=bot%20applications.commands"
             f"&permissions={INVITE_PERMISSIONS}")
 
 
-async def _check_discord(config: Config, targets: dict[int, _Target], report: Report) -> None:
+async def _check_discord(config: Config, targets: dict[int, _Target], report: Report,
+                         homes: _Homes | None = None) -> None:
     env = config.discord.token_env
     token = config.discord.token()
     if not token:
@@ -366,6 +401,9 @@ async def _check_discord(config: Config, targets: dict[int, _Target], report: Re
         checker = _ChannelChecker(http, user_id, app_id)
         for target in targets.values():
             await checker.check(target, report)
+        if homes is not None:
+            homes.discord_checked = True
+            homes.channels.update(checker.channel_guilds)
     finally:
         await http.close()
         Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved
@@ -379,6 +417,7 @@ class _ChannelChecker:
         self.guilds: dict[int, Any] = {}
         self.members: dict[int, Any] = {}
         self.channels: dict[int, Any] = {}
+        self.channel_guilds: dict[int, int] = {}
 
     async def _channel(self, channel_id: int) -> Any:
         if channel_id not in self.channels:
@@ -421,6 +460,12 @@ class _ChannelChecker:
             report.add("warn", "channel", f"{name}: not in a server; permissions not checked")
             return
         guild_id = int(guild_id)
+        self.channel_guilds[cid] = guild_id
+        if target.threaded_by and kind not in ("text", "announcement"):
+            report.add("warn", "channel", f"{name} is a {kind} channel, but {', '.join(target.threaded_by)} set "
+                       "create_thread = true for it, which only text and announcement channels use (a forum already "
+                       "gets one post per entry; a thread cannot hold threads)",
+                       "remove create_thread from those [[feeds]], or give them a text channel's id")
         try:
             if guild_id not in self.guilds:
                 self.guilds[guild_id] = await self.http.get_guild(guild_id)

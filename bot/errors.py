@@ -20,6 +20,19 @@ class ConfigError(HeraldError):
         super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in self.problems))
 
 
+class ConfigFileMissing(ConfigError):
+    """The config file does not exist: not an invalid configuration, a missing one."""
+
+    def __init__(self, path: object) -> None:
+        self.path = path
+        super().__init__([f"{path}: no such file"])
+        self.args = (f"config file {path} does not exist; pass --config PATH or set $HERALD_CONFIG, or start "
+                     "from the example: cp examples/herald.toml herald.toml (then edit its channels)",)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 class StorageError(HeraldError):
     """The database cannot be opened, migrated, read or written."""
 

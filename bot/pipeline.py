@@ -577,7 +577,7 @@ class Poller:
             if isinstance(exc, FeedGone):
                 pause = "the server says the feed is gone (HTTP 410)"
             elif feed.first_error_at is not None and now - feed.first_error_at >= policy_cfg.pause_after:
-                pause = f"failing for {_human(now - feed.first_error_at)}: {exc}"
+                pause = f"{_failing_for(feed, now)}: {exc}"
             log.warning("feed %s failed (%d in a row): %s", feed.url, errors, exc,
                         extra={"feed": feed.name or feed.url, "error_kind": exc.kind})
             self.metrics.count("poll", "error")
@@ -792,6 +792,15 @@ def _cut_short(body: bytes, parsed: ParsedFeed) -> bool:
     if (parsed.version or "").startswith("json") or b"\x00" in body[:4]:
         return False
     return _ROOT_CLOSE.search(body[-65536:]) is None
+
+
+def _failing_for(feed: FeedState, now: float) -> str:
+    """How long a feed has been failing, in words (never "failing for 0 minutes")."""
+    if feed.last_success is None:
+        return "failing since its first poll"
+    if feed.first_error_at is None or now - feed.first_error_at < 60:
+        return "failing for less than a minute"
+    return f"failing for {_human(now - feed.first_error_at)}"
 
 
 def _human(seconds: float) -> str:

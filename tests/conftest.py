@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import logging
 import sys
 import textwrap
 from pathlib import Path
@@ -15,6 +17,50 @@ if str(ROOT) not in sys.path:  # `import bot` and `import tests.x` also under a 
     sys.path.insert(0, str(ROOT))
 
 from tests.feedserver import FeedServer  # noqa: E402
+
+pytest_plugins = ("pytester",)  # tests/test_first_hour.py runs the unclosed-session check on a leaking test
+
+# What aiohttp logs (through asyncio's exception handler) for a session or connector that was
+# garbage-collected without being closed. Subprocess tests check their stderr for the same.
+UNCLOSED_MARKERS = ("Unclosed client session", "Unclosed connector")
+
+
+def unclosed_resources(text: str) -> list[str]:
+    """The lines of ``text`` (a log or a process's stderr) that report an unclosed aiohttp session."""
+    return [line for line in text.splitlines() if any(m in line for m in UNCLOSED_MARKERS)]
+
+
+class _UnclosedRecorder(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.found: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+        except Exception:  # a record with bad arguments is not this check's business
+            return
+        if unclosed_resources(text):
+            self.found.append(text.splitlines()[0])
+
+
+@pytest.fixture(autouse=True)
+def no_unclosed_sessions(request: pytest.FixtureRequest):
+    """Fails any test after which an aiohttp session or connector was left unclosed.
+
+    Autouse fixtures are set up before the test's event loop and torn down after it, so the
+    collection below also finds sessions that only the closed loop still referenced."""
+    recorder = _UnclosedRecorder()
+    root = logging.getLogger()
+    root.addHandler(recorder)
+    try:
+        yield recorder
+        gc.collect()
+    finally:
+        root.removeHandler(recorder)
+    if recorder.found and not request.node.get_closest_marker("allow_unclosed"):
+        pytest.fail("an aiohttp session or connector was not closed: " + "; ".join(recorder.found), pytrace=False)
+
 
 FEEDS_DIR = TESTS_DIR / "feeds"
 SEED_FEED = FEEDS_DIR / "seed-vsoch.rss.xml"

@@ -11,6 +11,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from tests.conftest import unclosed_resources
 from tests.feedserver import FeedServer
 from tests.test_parse import SEED_POSTS
 
@@ -32,6 +33,7 @@ async def herald(*args: str, cwd: Path, timeout: float = 60.0) -> tuple[int, str
         proc.kill()
         await proc.wait()
         raise
+    assert unclosed_resources(err.decode()) == [], err.decode()  # every aiohttp session closed
     return proc.returncode or 0, out.decode(), err.decode()
 
 
@@ -140,3 +142,137 @@ async def test_json_needs_dry_run(tmp_path, write_config) -> None:
     config = write_config(f'[[feeds]]\nurl = "https://a.example/feed"\nchannels = [{CHANNEL}]\n')
     code, out, err = await herald("run", "--once", "--json", "--config", str(config), cwd=tmp_path)
     assert code == 2 and "--dry-run" in err and out == ""
+
+
+# --- the admin's first hour: `herald check` finds what `run` would trip on, readable failures ----------
+
+
+async def test_missing_config_file_says_it_does_not_exist_and_how_to_start(tmp_path) -> None:
+    code, out, err = await herald("check", "--config", "nowhere/herald.toml", cwd=tmp_path)
+    assert code == 2 and out == ""
+    assert f"config file {tmp_path / 'nowhere' / 'herald.toml'} does not exist" in err
+    assert "examples/herald.toml" in err and "--config" in err
+    assert "invalid configuration" not in err and "Traceback" not in err
+    code, _, err = await herald("feeds", "list", cwd=tmp_path)  # the default file, looked for in the working folder
+    assert code == 2 and f"{tmp_path / 'herald.toml'} does not exist" in err
+
+
+async def test_feeds_without_an_action_prints_its_usage_and_exits_2(tmp_path) -> None:
+    code, out, err = await herald("feeds", cwd=tmp_path)
+    assert code == 2 and out == ""
+    assert err.startswith("usage: herald feeds") and "required: ACTION" in err
+
+
+async def test_check_finds_file_feeds_that_run_could_not_read(tmp_path, write_config) -> None:
+    (tmp_path / "here.xml").write_text("<rss/>")
+    (tmp_path / "folder.xml").mkdir()
+    config = write_config(f"""
+        [[feeds]]
+        url = "file:here.xml"
+        channels = [{CHANNEL}]
+        [[feeds]]
+        url = "file:gone.xml"
+        channels = [{CHANNEL}]
+        [[feeds]]
+        url = "file:folder.xml"
+        channels = [{CHANNEL}]
+    """)
+    code, out, err = await herald("check", "--config", str(config), cwd=tmp_path)
+    assert code == 1, out + err
+    assert "2 problem(s)" in err
+    assert f"feeds[1].url: {tmp_path / 'gone.xml'} does not exist" in err
+    assert f"feeds[2].url: {tmp_path / 'folder.xml'} is not a file" in err
+    assert "feeds[0]" not in err
+
+
+async def test_the_same_url_twice_is_refused_alike_by_check_and_run(tmp_path, write_config) -> None:
+    config = write_config(f"""
+        [[feeds]]
+        url = "https://blog.example/feed.xml"
+        name = "one"
+        channels = [{CHANNEL}]
+        [[feeds]]
+        url = "https://blog.example/feed.xml"
+        name = "two"
+        channels = [{CHANNEL + 1}]
+    """)
+    code, _, check_err = await herald("check", "--config", str(config), cwd=tmp_path)
+    assert code == 2
+    assert "feeds[1].url: the same feed as feeds[0]" in check_err and "one [[feeds]] table" in check_err
+    code, out, run_err = await herald("run", "--dry-run", "--once", "--config", str(config), cwd=tmp_path)
+    assert code == 2 and out == "" and run_err == check_err
+
+
+async def test_check_reports_every_bad_item_of_a_list(tmp_path, write_config) -> None:
+    config = write_config(f"""
+        [[feeds]]
+        url = "https://blog.example/feed.xml"
+        channels = ["news", {CHANNEL}, -4]
+        mention_roles = [1, "admins"]
+        webhooks = ["OK_NAME", "not a name", "https://discord.com/api/webhooks/1/secret-token"]
+    """)
+    code, out, err = await herald("check", "--config", str(config), cwd=tmp_path)
+    assert code == 2 and out == ""
+    for where in ("feeds[0].channels: item 0", "feeds[0].channels: item 2", "feeds[0].mention_roles: item 1",
+                  "feeds[0].webhooks: item 1", "feeds[0].webhooks: item 2"):
+        assert where in err, err
+    assert "channels: item 1" not in err and "webhooks: item 0" not in err
+    assert "secret-token" not in err
+
+
+async def test_check_names_a_feed_whose_server_cannot_be_known(tmp_path, write_config) -> None:
+    config = write_config("""
+        [[feeds]]
+        url = "https://blog.example/feed.xml"
+        name = "locked"
+        webhooks = ["HERALD_TEST_UNSET_HOOK"]
+        [[feeds]]
+        url = "https://other.example/feed.xml"
+        name = "pinned"
+        webhooks = ["HERALD_TEST_UNSET_HOOK"]
+        guild_id = 111111111111111111
+    """)
+    code, out, err = await herald("check", "--config", str(config), cwd=tmp_path)
+    assert code == 0, err
+    [warning] = [line for line in out.splitlines() if line.startswith("warning:")]
+    assert "feeds[0] (locked)" in warning and "guild_id = <server id>" in warning
+    assert "$HERALD_TEST_UNSET_HOOK" in warning
+    assert "server 111111111111111111" in out
+
+
+async def test_preview_of_a_web_page_uses_the_feed_it_advertises(tmp_path, feed_server: FeedServer,
+                                                                 seed_bytes) -> None:
+    feed_server.set("/feed.xml", seed_bytes, "application/rss+xml")
+    feed_server.set("/blog/", b'<!doctype html><html><head><link rel="alternate" type="application/rss+xml" '
+                              b'href="/feed.xml"></head><body>a blog</body></html>', "text/html")
+    code, out, err = await herald("preview", feed_server.url("/blog/"), "--json", "--limit", "1", cwd=tmp_path)
+    assert code == 0, err
+    [line] = json_lines(out)
+    assert line["payload"]["embeds"][0]["title"] == "Treading Water"
+    assert f"using the feed it advertises: {feed_server.url('/feed.xml')}" in err
+    assert feed_server.requests("/feed.xml") == 1
+
+
+async def test_feeds_list_shows_the_next_fetch_and_the_last_error(tmp_path, feed_server: FeedServer,
+                                                                   write_config) -> None:
+    feed_server.set_status("/feed.xml", 500)
+    config = write_config(f"""
+        [storage]
+        url = "sqlite:///herald.db"
+        [[feeds]]
+        url = "{feed_server.url('/feed.xml')}"
+        name = "flaky"
+        channels = [{CHANNEL}]
+    """)
+    code, _, err = await herald("run", "--dry-run", "--once", "--config", str(config), cwd=tmp_path)
+    assert code == 0, err
+    code, out, err = await herald("feeds", "list", "--config", str(config), cwd=tmp_path)
+    assert code == 0, err
+    assert "failing; 0 entries; never succeeded; next fetch " in out
+    [nxt] = [part for part in out.split("; ") if part.startswith("next fetch ")]
+    assert nxt.endswith(" UTC") and nxt[len("next fetch "):][:2] == "20"
+    [error_line] = [line for line in out.splitlines() if line.strip().startswith("last error:")]
+    assert "500" in error_line
+    code, out, _ = await herald("feeds", "list", "--json", "--config", str(config), cwd=tmp_path)
+    [row] = json_lines(out)
+    assert row["next_fetch"] > 0 and "500" in row["last_error"]

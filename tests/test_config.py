@@ -181,7 +181,7 @@ def test_absolute_file_url_is_kept(tmp_path, write_config) -> None:
 
 
 def test_missing_channels_names_the_feed_index(write_config) -> None:
-    text = GOOD_FEED * 2 + '[[feeds]]\nurl = "https://third.example/feed"\n'
+    text = GOOD_FEED + GOOD_FEED.replace("feed.xml", "other.xml") + '[[feeds]]\nurl = "https://third.example/feed"\n'
     problem = only_problem(text, write_config)
     assert problem.startswith("feeds[2].channels:") and "missing" in problem
 

@@ -114,7 +114,7 @@ async def test_webhook_forum_thread_and_create_thread(tmp_path, fake, monkeypatc
                               and fake.threads(threaded), timeout=20, what="all four deliveries")
     [hooked] = fake.messages(text)
     assert hooked["author"]["username"] == "Feed Bot"
-    hook_req = [r for r in fake.requests if r.path.startswith("/webhooks/")][0]
+    hook_req = [r for r in fake.requests if r.path.startswith("/webhooks/") and r.method == "POST"][0]
     assert hook_req.json["avatar_url"] == "https://example.org/a.png"
     assert hook_req.json["allowed_mentions"] == {"parse": []}
     [post] = fake.threads(forum)

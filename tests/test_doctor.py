@@ -14,6 +14,7 @@ import discord.http
 import pytest
 
 from bot.doctor import INVITE_PERMISSIONS, _permissions, run_doctor
+from tests.conftest import unclosed_resources
 from tests.discord_harness import fake_discord_toml, make_config
 from tests.fakediscord import FakeDiscord
 from tests.feedgen import numbered_items, write_feed
@@ -47,6 +48,7 @@ async def herald_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert unclosed_resources(err.decode()) == [], err.decode()  # every aiohttp session closed
     return proc.returncode, out.decode(), err.decode()
 
 
@@ -216,3 +218,53 @@ async def test_storage_problem_is_reported(tmp_path, fake):
     storage = line_about(out, "", area="storage")
     assert storage.startswith("[FAIL]") and "no-such-folder" in storage
     assert "create that folder" in out
+
+
+async def test_feeds_whose_server_cannot_be_known_are_named_with_the_fix(tmp_path, fake, monkeypatch):
+    guild = fake.add_guild(name="Readers")
+    news = fake.add_channel(guild, "news")
+    hooked = fake.add_channel(guild, "hooked")
+    live_hook = fake.add_webhook(hooked)
+    dead_hook = fake.add_webhook(hooked)
+    fake.webhooks.pop(int(dead_hook.split("/")[-2]))  # deleted in Discord since
+    monkeypatch.setenv("HERALD_TEST_LIVE_HOOK", live_hook)
+    monkeypatch.setenv("HERALD_TEST_DEAD_HOOK", dead_hook)
+    urls = [write_feed(tmp_path / f"f{i}.xml", numbered_items(1)) for i in range(5)]
+    config = make_config(tmp_path, fake, [
+        {"url": urls[0], "name": "by-channel", "channels": [news]},
+        {"url": urls[1], "name": "by-webhook", "webhooks": ["HERALD_TEST_LIVE_HOOK"]},
+        {"url": urls[2], "name": "homeless", "webhooks": ["HERALD_TEST_DEAD_HOOK"]},
+        {"url": urls[3], "name": "pinned", "webhooks": ["HERALD_TEST_DEAD_HOOK"], "guild_id": guild},
+        {"url": urls[4], "name": "invisible", "channels": [900_000_000_000_000_999]},
+    ])
+    code, out = await doctor(config)
+    assert code == 1
+    servers = [line for line in out.splitlines() if line[7:15].strip() == "server"]
+    assert len(servers) == 2, out
+    assert "feeds[2] (homeless): its Discord server cannot be known" in servers[0]
+    assert "feeds[4] (invisible)" in servers[1]
+    assert "set guild_id = <server id>" in out and "Copy Server ID" in out
+    for name in ("by-channel", "by-webhook", "pinned"):
+        assert f"({name}): its Discord server" not in out
+
+
+async def test_create_thread_on_a_forum_or_thread_contradicts_the_channel(tmp_path, fake):
+    guild = fake.add_guild()
+    forum = fake.add_channel(guild, "forum", type=15)
+    parent = fake.add_channel(guild, "parent")
+    thread = fake.add_channel(guild, "a-thread", type=11, parent_id=parent)
+    text = fake.add_channel(guild, "text")
+    config = make_config(tmp_path, fake, [
+        {"url": write_feed(tmp_path / "a.xml", numbered_items(1)), "name": "plain", "channels": [forum, thread, text]},
+        {"url": write_feed(tmp_path / "b.xml", numbered_items(1)), "name": "threads", "channels": [forum, thread, text],
+         "create_thread": True},
+    ])
+    code, out = await doctor(config)
+    assert code == 0, out  # it still works: Herald ignores create_thread there
+    forum_line = [line for line in out.splitlines() if f"#forum ({forum})" in line and "create_thread" in line]
+    thread_line = [line for line in out.splitlines() if f"#a-thread ({thread})" in line and "create_thread" in line]
+    assert forum_line and forum_line[0].startswith("[warn]") and "feeds[1] (threads)" in forum_line[0]
+    assert "feeds[0]" not in forum_line[0]  # the feed that uses the forum as a forum is not the contradiction
+    assert thread_line and thread_line[0].startswith("[warn]")
+    assert not [line for line in out.splitlines() if f"#text ({text})" in line and "create_thread" in line]
+    assert "remove create_thread" in out

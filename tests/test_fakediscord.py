@@ -753,3 +753,42 @@ async def test_deferred_followup_and_late_response() -> None:
             with pytest.raises(InteractionFailed, match="10062"):
                 await late.wait_response(5)
             assert late.response is None
+
+
+@pytest.mark.asyncio
+async def test_get_webhook_with_token_names_its_guild_and_channel(fake: FakeDiscord) -> None:
+    w = World(fake)
+    url = fake.add_webhook(w.text, name="Feeds")
+    webhook_id, token = url.rsplit("/", 2)[1:]
+    async with aiohttp.ClientSession() as session:
+        hook = await discord.Webhook.partial(int(webhook_id), token, session=session).fetch(prefer_auth=False)
+        assert (hook.guild_id, hook.channel_id, hook.name, hook.token) == (w.guild, w.text, "Feeds", token)
+        assert hook.user is None  # Discord sends no user when the webhook is fetched with its token
+        async with session.get(url) as resp:
+            body = await resp.json()
+            assert resp.status == 200 and "url" not in body and "user" not in body
+        async with session.get(url + "x") as resp:
+            assert resp.status == 401
+        fake.delete_channel(w.text)
+        async with session.get(url) as resp:
+            assert resp.status == 404 and (await resp.json())["code"] == 10015
+
+
+@pytest.mark.asyncio
+async def test_system_channel_reaches_discord_py(fake: FakeDiscord) -> None:
+    w = World(fake)
+    fake.set_system_channel(w.guild, w.announcement)
+    with pytest.raises(ValueError):
+        fake.set_system_channel(w.guild, fake.add_channel(fake.add_guild(), "elsewhere"))
+    client = new_client()
+    with point_discord_py_at(fake):
+        async with running(client):
+            guild = client.get_guild(w.guild)
+            assert guild is not None and guild.system_channel is not None
+            assert guild.system_channel.id == w.announcement
+            updated = client.wait_for("guild_update", timeout=5)
+            fake.set_system_channel(w.guild, w.text)
+            _, after = await updated
+            assert after.system_channel is not None and after.system_channel.id == w.text
+            fetched = await client.http.get_guild(w.guild)
+            assert fetched["system_channel_id"] == str(w.text)

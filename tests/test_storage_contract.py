@@ -289,6 +289,61 @@ async def test_sync_config_feeds_creates_and_retires(backend: Backend) -> None:
     assert sorted(f.url for f in claimed) == [a.url, b.url]
 
 
+async def _next_fetch(st: SqlStorage, url: str) -> float:
+    row = await st.db.fetchone("SELECT next_fetch FROM feeds WHERE url = ?", (url,))
+    assert row is not None
+    return float(row[0])
+
+
+async def test_a_changed_interval_reschedules_at_the_next_start(backend: Backend) -> None:
+    st = backend.storage
+    own = FeedConfig(url="https://own.example/feed", name="own", channels=(C1,), interval=3600.0)
+    default = FeedConfig(url="https://default.example/feed", name="default", channels=(C2,))
+    await st.sync_config_feeds([own, default], NOW, 3600.0)
+    discord_id = await channel_feed(st, "https://discord.example/feed", channel=C3, name="added")
+    for f in await st.claim_due_feeds(NOW, 10, 60):  # each polled once, next fetch in an hour
+        await poll(st, f.id, [entry(1)], NOW, first=True, next_fetch=NOW + 3600)
+    await st.sync_config_feeds([own, default], NOW + 10, 3600.0)  # nothing changed: nothing moves
+    assert await _next_fetch(st, own.url) == NOW + 3600
+
+    shorter = FeedConfig(url=own.url, name="own", channels=(C1,), interval=300.0)
+    await st.sync_config_feeds([shorter, default], NOW + 20, 3600.0)
+    assert await _next_fetch(st, own.url) == NOW + 300  # one new interval after the last fetch
+    assert await _next_fetch(st, default.url) == NOW + 3600
+
+    await st.sync_config_feeds([shorter, default], NOW + 30, 600.0)  # [polling] interval 1h -> 10m
+    assert await _next_fetch(st, default.url) == NOW + 600
+    row = await st.db.fetchone("SELECT next_fetch FROM feeds WHERE id = ?", (discord_id,))
+    assert row is not None and row[0] == NOW + 600  # a feed added from Discord uses the default too
+    assert await _next_fetch(st, own.url) == NOW + 300  # its own interval did not change
+
+
+async def test_a_failing_feed_keeps_its_backoff_when_the_interval_changes(backend: Backend) -> None:
+    st = backend.storage
+    fc = FeedConfig(url="https://failing.example/feed", name="failing", channels=(C1,), interval=3600.0)
+    await st.sync_config_feeds([fc], NOW, 3600.0)
+    [f] = await st.claim_due_feeds(NOW, 10, 60)
+    await st.apply_polls([PollOutcome(feed_id=f.id, now=NOW, next_fetch=NOW + 7200, status="error", error="HTTP 500")])
+    await st.sync_config_feeds([FeedConfig(url=fc.url, name="failing", channels=(C1,), interval=60.0)], NOW + 5, 3600.0)
+    assert await _next_fetch(st, fc.url) == NOW + 7200
+
+
+async def test_set_subscription_guild_fills_only_a_missing_server(backend: Backend) -> None:
+    st = backend.storage
+    hook = FeedConfig(url="https://hook.example/feed", name="locked", webhooks=("HOOK",))
+    pinned = FeedConfig(url="https://pinned.example/feed", name="pinned", webhooks=("PINNED",), guild_id=G2)
+    await st.sync_config_feeds([hook, pinned], NOW)
+    assert await st.list_feeds(G1) == [] and await st.find_feed("locked", G1) is None
+    await st.set_subscription_guild("webhook:HOOK", G1)
+    await st.set_subscription_guild("webhook:PINNED", G1)  # a guild_id from the config file stays
+    assert [f.name for f in await st.list_feeds(G1)] == ["locked"]
+    assert [f.name for f in await st.list_feeds(G2)] == ["pinned"]
+    info = await st.find_feed("locked", G1)
+    assert info is not None and await st.set_paused(info.id, True, "manual", guild_id=G1) == 1
+    await st.sync_config_feeds([hook, pinned], NOW + 1)  # a restart keeps the learned server
+    assert [f.name for f in await st.list_feeds(G1)] == ["locked"]
+
+
 async def test_claim_due_feeds_honours_next_fetch_pause_and_lease(backend: Backend) -> None:
     st = backend.storage
     f1 = await channel_feed(st, "https://one.example/feed", name="one")

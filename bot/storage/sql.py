@@ -14,6 +14,7 @@ from bot.storage.normalise import MAX_TITLE_CHARS, clean_optional, lookup_keys, 
 
 _ENTRY_COLS = "e.id, e.feed_id, e.key, e.title, e.link, e.summary, e.author, e.published, e.image, e.first_seen"
 _FEED_NAME = "COALESCE(f.name, f.title, f.url)"
+DEFAULT_INTERVAL_KEY = "polling_interval"  # the [polling] interval the feeds were last scheduled with
 
 
 def _entry(row: Sequence[Any], feed_title: str | None = None, feed_name: str | None = None) -> StoredEntry:
@@ -114,29 +115,58 @@ class SqlStorage:
         assert row is not None  # nosec B101 # narrows a type: RETURNING/foreign key guarantee the row
         return int(row[0]), True
 
-    async def sync_config_feeds(self, feeds: Sequence[FeedConfig], now: float) -> None:
+    async def sync_config_feeds(self, feeds: Sequence[FeedConfig], now: float,
+                                default_interval: float | None = None) -> None:
         """Makes the database's config feeds match the config file. Feeds dropped from the
-        file stop being polled; their entries stay, so re-adding them repeats nothing."""
+        file stop being polled; their entries stay, so re-adding them repeats nothing.
+
+        A feed whose poll interval changed (its own ``interval``, or ``default_interval`` — the
+        ``[polling] interval`` — for feeds without one) is rescheduled one new interval after its
+        last fetch, instead of waiting for the time the old interval gave it. Failing feeds keep
+        their backoff."""
         async with self.db.transaction() as tx:
             wanted: set[int] = set()
+            old_default: float | None = None
+            if default_interval is not None:
+                row = await tx.fetchone("SELECT value FROM kv WHERE key = ?", (DEFAULT_INTERVAL_KEY,))
+                old_default = float(row[0]) if row else default_interval
+                await tx.execute(
+                    "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (DEFAULT_INTERVAL_KEY, repr(default_interval)),
+                )
             await tx.execute("UPDATE subscriptions SET active = 0 WHERE source = 'config'")
             for fc in feeds:
+                row = await tx.fetchone("SELECT interval FROM feeds WHERE url = ?", (fc.url,))
                 feed_id = await self._upsert_feed(
                     tx, fc.url, now, name=fc.name, interval=fc.interval, backfill=fc.backfill,
                     max_per_poll=fc.max_per_poll, source="config",
                 )
                 wanted.add(feed_id)
+                if row is not None and default_interval is not None:
+                    before, after = row[0] or old_default, fc.interval or default_interval
+                    if before != after:
+                        await self._reschedule(tx, "id = ?", (feed_id,), after)
                 targets = [f"channel:{c}" for c in fc.channels] + [f"webhook:{w}" for w in fc.webhooks]
                 for target in targets:
                     await self._upsert_subscription(
                         tx, feed_id, target, guild_id=fc.guild_id, name=fc.name, source="config",
                         options=_options(fc), now=now,
                     )
+            if default_interval is not None and old_default != default_interval:  # feeds added from Discord
+                await self._reschedule(tx, "interval IS NULL AND source <> 'config'", (), default_interval)
             # feeds that no longer have any active subscription are not polled
             await tx.execute(
                 "UPDATE feeds SET source = 'discord' WHERE source = 'config' AND "
                 "NOT EXISTS (SELECT 1 FROM subscriptions s WHERE s.feed_id = feeds.id AND s.source = 'config' AND s.active = 1)"
             )
+
+    @staticmethod
+    async def _reschedule(tx: Conn, where: str, args: Sequence[Any], interval: float) -> None:
+        await tx.execute(
+            f"UPDATE feeds SET next_fetch = last_fetch + ? WHERE {where}"  # nosec B608 # constant SQL fragments; values are bound
+            " AND last_fetch IS NOT NULL AND error_count = 0",
+            (interval, *args),
+        )
 
     async def add_feed(
         self, url: str, *, target: str, guild_id: int | None, name: str | None, backfill: int, now: float,

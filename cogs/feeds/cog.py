@@ -164,7 +164,9 @@ class FeedsCog(commands.GroupCog, group_name="feed", group_description="Manage t
         if not feeds:
             embed.description = "No feeds yet."
         for f in feeds[: limits.EMBED_FIELDS]:
-            value = (f"{_state(f)}\nLast fetch {when(f.last_fetch)} · last success {when(f.last_success)} · "
+            fetched = f"Last fetch {when(f.last_fetch)}" if f.last_fetch else "Not fetched yet"
+            success = f"last success {when(f.last_success)}" if f.last_success else "never succeeded"
+            value = (f"{_state(f)}\n{fetched} · {success} · "
                      f"next {when(f.next_fetch) if not f.paused else '—'}\n"
                      f"{f.entries} entries stored · {f.pending} pending · {f.failed} failed deliveries")
             if f.last_error:

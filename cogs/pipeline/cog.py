@@ -23,6 +23,7 @@ class PipelineCog(commands.Cog):
         self.bot = bot
         self.stop = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+        self.started = False  # past wait_until_ready: from here on, stopping waits for in-flight work
 
     async def cog_load(self) -> None:
         self.task = asyncio.create_task(self._main(), name="herald-pipeline")
@@ -30,6 +31,7 @@ class PipelineCog(commands.Cog):
     async def _main(self) -> None:
         try:
             await self.bot.wait_until_ready()
+            self.started = True
             await self.bot.check_targets()
             if self.bot.once:
                 stats, sent = await self.bot.herald.run_once()
@@ -53,6 +55,10 @@ class PipelineCog(commands.Cog):
         self.stop.set()
         task = self.task
         if task is None or task is asyncio.current_task() or task.done():
+            return
+        if not self.started:  # never connected (Discord unreachable): nothing is in flight
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
             return
         try:
             await asyncio.wait_for(asyncio.shield(task), STOP_TIMEOUT)

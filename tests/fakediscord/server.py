@@ -456,6 +456,13 @@ class FakeDiscord:
         self._emit("GUILD_CREATE", lambda: self._guild_create_payload(guild_id))
         return guild_id
 
+    def set_system_channel(self, guild_id: int, channel_id: Optional[int]) -> None:
+        """Server Settings → System Messages Channel (None: no system channel). Dispatches GUILD_UPDATE."""
+        if channel_id is not None and self.channels[channel_id]["guild_id"] != guild_id:
+            raise ValueError("the system channel must be a channel of the same guild")
+        self.guilds[guild_id]["system_channel_id"] = channel_id
+        self._emit("GUILD_UPDATE", lambda: self._guild_rest_wire(guild_id))
+
     def remove_guild(self, guild_id: int) -> None:
         """The bot is removed from the guild (GUILD_DELETE, channels disappear)."""
         self.guilds.pop(guild_id)
@@ -830,7 +837,7 @@ class FakeDiscord:
             "application_id": None,
             "afk_channel_id": None,
             "afk_timeout": 300,
-            "system_channel_id": None,
+            "system_channel_id": _sid(g.get("system_channel_id")),
             "system_channel_flags": 0,
             "rules_channel_id": None,
             "public_updates_channel_id": None,
@@ -2033,7 +2040,12 @@ class FakeDiscord:
         return rec
 
     async def _h_get_webhook(self, req: _Req) -> Any:
-        return self._webhook_wire(self._hook(req), with_token=False)
+        # "Get Webhook with Token": no authentication, and no ``user`` in the webhook object; the
+        # token is returned (an incoming webhook), ``url`` only comes from the OAuth2 flow
+        wire = self._webhook_wire(self._hook(req), with_token=True)
+        wire.pop("user", None)
+        wire.pop("url", None)
+        return wire
 
     async def _h_delete_webhook(self, req: _Req) -> Any:
         hook = self._hook(req)
