@@ -267,6 +267,7 @@ class _Relay(HTMLParser):
 # --- escaping -----------------------------------------------------------------------------------
 
 _INLINE_SPECIAL = frozenset("\\*_~`|[]")
+_DELIMITER_IN_URL = re.compile(r"\*|~~|__|\|\|")
 _URL_END_TRIM = frozenset(".,:;\"')]!?")
 _MENTION_WORDS = ("everyone", "here")
 
@@ -287,6 +288,8 @@ def _escape_plain(text: str) -> str:
                 out.append("\\")
         elif ch == "@" and (i + 1 == n or text.startswith(_MENTION_WORDS, i + 1)):
             out.append("\\")
+        elif ch == ":" and text.startswith("//", i + 1) and text[max(0, i - 5):i].lower().endswith(("http", "https")):
+            out.append("\\")  # a URL not kept as one (too long): Discord must not link it with escapes inside
         out.append(ch)
     return "".join(out)
 
@@ -309,8 +312,8 @@ def _escape_text(text: str) -> str:
         scanned = end
         while end > m.end() and text[end - 1] in _URL_END_TRIM:
             end -= 1
-        if end == m.end() or end - start > MAX_URL_CHARS:
-            continue
+        if end == m.end() or end - start > MAX_URL_CHARS or _DELIMITER_IN_URL.search(text, start, end):
+            continue  # not a link: shown as text (a "**" in it would close bold around it)
         out.append(_escape_plain(text[pos:start]))
         out.append(f"<{text[start:end]}>")
         pos = end
@@ -353,7 +356,7 @@ class _Inline:
             self.after_link = False
 
     def link(self, md: str) -> None:
-        if self.parts and self.parts[-1][-1:].isalnum():
+        if self.parts and (self.after_link or self.parts[-1][-1:].isalnum()):
             self.parts.append(" ")  # "submitted by<a>x</a>to": a link is a word of its own
         self.parts.append(md)
         self.after_link = True
@@ -375,8 +378,19 @@ class _Inline:
 
 
 def _is_separator(md: str) -> bool:
-    plain = md.replace("\\", "")
-    return len(plain) >= 3 and all(c in _SEPARATOR_CHARS for c in plain) and plain.strip(" .") != ""
+    """A paragraph of separator characters only ("* * *", "---"): escapes count as their character."""
+    shown = 0
+    i, n = 0, len(md)
+    while i < n:
+        c = md[i]
+        if c == "\\" and i + 1 < n:
+            i += 1
+            c = md[i]
+        if c not in _SEPARATOR_CHARS:
+            return False
+        shown += c not in " ."
+        i += 1
+    return shown >= 3
 
 
 class _Block:
@@ -421,17 +435,26 @@ def _prepare(root: _Node, base: str | None) -> None:
 
 
 def _inline_code(code: str) -> str:
+    """``code``, safe whatever backticks it holds: three backticks would open a code block, so
+    a run of them is split by a zero-width space and the span is fenced by two."""
     code = " ".join(code.split())
     if not code:
         return ""
-    longest = run = 0
-    for ch in code:
-        run = run + 1 if ch == "`" else 0
-        longest = max(longest, run)
-    ticks = "`" * (longest + 1)
+    if "`" not in code:
+        return f"`{code}`"
+    while "``" in code:
+        code = code.replace("``", "`\u200b`")
     if code.startswith("`") or code.endswith("`"):
         code = f" {code} "
-    return f"{ticks}{code}{ticks}"
+    return f"``{code}``"
+
+
+def _safe_url(url: str) -> str:
+    """A link target that cannot end the formatting around the link ("**" in it would close
+    bold) nor the link itself: those characters percent-encoded, as URLs allow."""
+    url = "".join(c if not c.isspace() else "%20" for c in url.strip())
+    url = url.replace("<", "%3C").replace(">", "%3E").replace("*", "%2A").replace("||", "%7C%7C")
+    return url.replace("~~", "~%7E").replace("__", "_%5F")
 
 
 def _fenced(code: str, lang: str | None) -> str:
@@ -570,10 +593,13 @@ class _Renderer:
                     lines.extend((True, line) for line in b.text.split("\n") if line)
             own[0] = _Node("li", {})
 
+        # an item that is only a nested list ("<li><ul>…") shows that list at its own level
+        has_own = any(not (isinstance(c, _Node) and c.tag in _LISTS) and not (isinstance(c, str) and not c.strip())
+                      for c in node.children)
         for child in node.children:
             if isinstance(child, _Node) and child.tag in _LISTS:
                 take_own()
-                for b in self.list(child, quote, level + 1):
+                for b in self.list(child, quote, level + 1 if has_own else level):
                     if b.raw:
                         raws.append(b)
                     else:
@@ -584,7 +610,7 @@ class _Renderer:
         if not lines:
             return raws
         out: list[str] = []
-        first = True
+        first = any(is_own for is_own, _ in lines)  # no own line: no marker line either
         for is_own, line in lines:
             if first:
                 out.append(indent + marker + line if is_own else indent + marker.rstrip())
@@ -731,8 +757,7 @@ class _Renderer:
         lowered = shown.lower()
         if lowered.strip(" »>→.:") in _TEASERS or lowered.startswith(("continue reading", "read more")):
             return
-        url = "".join(c if not c.isspace() else "%20" for c in href.strip())
-        url = url.replace("<", "%3C").replace(">", "%3E")
+        url = _safe_url(href)
         if text[:1] == " ":
             para.markup(" ")
         if shown.rstrip("/") == url.rstrip("/") or shown.rstrip("/") == href.strip().rstrip("/"):
@@ -849,6 +874,8 @@ def strip_tags(text: str) -> str:
 # --- cutting to a length ------------------------------------------------------------------------
 
 _SENTENCE_END = frozenset(".!?…")
+# what starts a quote, list item or heading line (bounded: no backtracking over long runs)
+_LINE_MARKER = re.compile(r" {0,12}(?:>>> |> |[-*] |\d{1,9}\. |#{1,3} |-# )")
 _CLOSING_PUNCT = frozenset("\"')]»”’")
 _DELIMS = ("**", "__", "~~", "||")
 
@@ -898,6 +925,10 @@ def shorten(markdown: str, limit: int) -> str:
     i = 0
     scan_to = min(n, limit)
     at_line_start = True
+    content = 0  # where the current line's text starts (after its quote or list marker)
+    first = _LINE_MARKER.match(s)
+    if first:
+        i = content = first.end()
     while i < scan_to:
         c = s[i]
         if fence:
@@ -916,7 +947,7 @@ def shorten(markdown: str, limit: int) -> str:
             continue
         # a cut may fall here (before s[i])
         closing = _closers(stack)
-        if i and i + len(closing) <= room:
+        if i > content and i + len(closing) <= room:
             entry = (i, closing)
             last_any = entry
             if c.isspace() and not s[i - 1].isspace():
@@ -935,6 +966,9 @@ def shorten(markdown: str, limit: int) -> str:
         if c == "\n":
             at_line_start = True
             i += 1
+            marker = _LINE_MARKER.match(s, i)
+            if marker:  # a quote, list or heading marker: no cut between it and its text
+                i = content = marker.end()
             continue
         if s.startswith(FENCE, i):
             end = finder.find(FENCE, i + len(FENCE))

@@ -18,7 +18,19 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS = Path(os.environ.get("HERALD_TEST_FEEDS") or ROOT.parent / "shared" / "feeds")
+
+def _corpus_dir() -> Path:
+    """HERALD_TEST_FEEDS, else the nearest ``shared/feeds`` beside the checkout or one level up
+    (a git worktree sits a level deeper than the main checkout)."""
+    if os.environ.get("HERALD_TEST_FEEDS"):
+        return Path(os.environ["HERALD_TEST_FEEDS"])
+    for up in (ROOT.parent, ROOT.parent.parent):
+        if (up / "shared" / "feeds").is_dir():
+            return up / "shared" / "feeds"
+    return ROOT.parent / "shared" / "feeds"
+
+
+CORPUS = _corpus_dir()
 NOT_FEEDS = {".md", ".txt"}  # the corpus' own notes; LICENSE files are skipped by name too
 
 
