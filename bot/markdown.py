@@ -37,6 +37,8 @@ MAX_LINK_SCAN = 4096  # shorten(): how far a "[" or "<" is followed to its end
 MAX_OUTPUT_CHARS = 20_000  # the Markdown of one entry, cut by shorten() (bot.parse stores no more)
 
 ELLIPSIS = "…"
+ZWSP = "\u200b"  # keeps two delimiters apart without showing anything
+_DELIMITER_CHARS = frozenset("*_~|")
 CELL_SEPARATOR = " · "
 FENCE = "```"
 
@@ -70,12 +72,13 @@ _KEEP_ATTRS = {"a": ("href",), "img": ("src", "width", "height"), "pre": ("class
                "ol": ("start",), "div": ("class",), "p": ("class",), "span": ("class",)}
 _JUNK_CLASSES = ("feedflare", "sharedaddy", "share-buttons", "social-share", "sharing")
 
-# Links that are not part of the text: "read more" teasers and feed-ad or share buttons.
+# Links that are not part of the text: "read more" teasers and feed-ad or share buttons
+# (FeedBurner's "flare" and ads live under /~ff/, /~r/, /~a/ of the feed's own host too).
 _TEASERS = ("read more", "continue reading", "read full article", "read the full article", "read the rest",
             "keep reading", "read full story", "read the full story", "full story", "read on", "more", "read article",
             "view full article", "lire la suite", "weiterlesen", "leer más", "…", "...", "[…]", "[...]")
 _AD_URL = re.compile(
-    r"https?://(?:feeds\.feedburner\.com/~(?:ff|r|a|at)/|feedads\.g\.doubleclick\.net/|"
+    r"https?://(?:[^/\s]{1,253}/~(?:ff|r|a|at)/|feedads\.g\.doubleclick\.net/|"
     r"(?:www\.)?(?:twitter\.com|x\.com)/(?:share|intent/tweet)|(?:www\.)?facebook\.com/shar(?:er|e\.php)|"
     r"(?:www\.)?linkedin\.com/share|(?:www\.)?reddit\.com/submit|(?:www\.)?pinterest\.com/pin/create|"
     r"(?:www\.)?addtoany\.com/(?:add_to|share)|(?:www\.)?tumblr\.com/share|plus\.google\.com/share|"
@@ -266,32 +269,19 @@ class _Relay(HTMLParser):
 
 # --- escaping -----------------------------------------------------------------------------------
 
-_INLINE_SPECIAL = frozenset("\\*_~`|[]")
 _DELIMITER_IN_URL = re.compile(r"\*|~~|__|\|\|")
 _URL_END_TRIM = frozenset(".,:;\"')]!?")
-_MENTION_WORDS = ("everyone", "here")
+# What _escape_plain escapes: inline control characters; "<" only where it could open a mention,
+# an emoji, a timestamp or a link ("<@", "<#", "<:", "</", "<t:", "<a:", "<http"), or at the end
+# of the text (the next text node could continue it); "@" only before "everyone" or "here" (or
+# at the end); the ":" of "http://" that was not kept as a link. Every lookaround is bounded.
+_NEEDS_ESCAPE = re.compile(
+    r"[\\*_~`|\[\]]|<(?=[@#:/]|[ta]:|http|h(?:t(?:tp?)?)?\Z|[ta]?\Z)|@(?=everyone|here|\Z)"
+    r"|(?:(?<=http)|(?<=https)):(?=//)", re.I)
 
 
 def _escape_plain(text: str) -> str:
-    """Escapes inline control characters; "<" only where it could open a mention, an emoji or
-    a link ("<@", "<#", "<:", "</", "<t:", "<http"), "@" only before "everyone" or "here" (or at
-    the end of the text, where the next text node could continue it)."""
-    out = []
-    n = len(text)
-    for i, ch in enumerate(text):
-        if ch in _INLINE_SPECIAL:
-            out.append("\\")
-        elif ch == "<":
-            rest = text[i + 1:i + 5].lower()
-            if not rest or rest[0] in "@#:/" or rest[:2] in ("t:", "a:") or "http".startswith(rest) \
-                    or rest.startswith("http") or rest in ("t", "a"):
-                out.append("\\")
-        elif ch == "@" and (i + 1 == n or text.startswith(_MENTION_WORDS, i + 1)):
-            out.append("\\")
-        elif ch == ":" and text.startswith("//", i + 1) and text[max(0, i - 5):i].lower().endswith(("http", "https")):
-            out.append("\\")  # a URL not kept as one (too long): Discord must not link it with escapes inside
-        out.append(ch)
-    return "".join(out)
+    return _NEEDS_ESCAPE.sub(r"\\\g<0>", text)
 
 
 def _escape_text(text: str) -> str:
@@ -342,11 +332,12 @@ def _escape_line_start(line: str) -> str:
 class _Inline:
     """Builds one paragraph of inline Markdown."""
 
-    __slots__ = ("parts", "after_link")
+    __slots__ = ("parts", "after_link", "last_mark")
 
     def __init__(self) -> None:
         self.parts: list[str] = []
         self.after_link = False
+        self.last_mark: str | None = None  # the mark of a styled span that ends the paragraph so far
 
     def text(self, md: str) -> None:
         if md:
@@ -354,27 +345,48 @@ class _Inline:
                 self.parts.append(" ")
             self.parts.append(md)
             self.after_link = False
+            self.last_mark = None
+
+    def span(self, mark: str, core: str) -> None:
+        """``mark core mark``. Spans side by side must not read as other delimiters: the same
+        style twice is one span ("*a**b*" would be "a**b" in italics); different styles, and an
+        italic span that starts with bold, are kept apart by a zero-width space."""
+        if mark == "*" and core.startswith("*"):
+            core = ZWSP + core
+        prev = self.parts[-1] if self.parts else ""
+        if self.last_mark == mark and prev.endswith(mark):
+            self.parts[-1] = prev[: -len(mark)] + core + mark
+        else:
+            if prev[-1:] in _DELIMITER_CHARS and prev[-2:-1] != "\\" and prev:
+                self.parts.append(ZWSP)
+            self.text(f"{mark}{core}{mark}")
+        self.last_mark = mark
 
     def link(self, md: str) -> None:
         if self.parts and (self.after_link or self.parts[-1][-1:].isalnum()):
             self.parts.append(" ")  # "submitted by<a>x</a>to": a link is a word of its own
         self.parts.append(md)
         self.after_link = True
+        self.last_mark = None
 
     def markup(self, md: str) -> None:
         self.parts.append(md)
+        self.last_mark = None
 
     def finish(self) -> str:
-        """The paragraph: whitespace collapsed as HTML does, each line stripped and escaped at its start."""
+        """The paragraph: whitespace collapsed as HTML does, each line stripped and escaped at
+        its start, at most one blank line in a row."""
         text = "".join(self.parts)
         if "  " in text:
             text = _RUN_OF_SPACES.sub(" ", text)
-        lines = [_escape_line_start(line.strip(" ")) for line in text.split("\n")]
+        lines: list[str] = []
+        for line in text.split("\n"):
+            line = _escape_line_start(line.strip(" "))
+            if line or (lines and lines[-1]):
+                lines.append(line)
         while lines and not lines[-1]:
             lines.pop()
-        while lines and not lines[0]:
-            lines.pop(0)
-        return "\n".join(line for line in lines)
+        return "\n".join(lines)
 
 
 def _is_separator(md: str) -> bool:
@@ -724,7 +736,7 @@ class _Renderer:
         trail = text[len(text.rstrip(" \n")):]
         if lead:
             para.markup(" ")
-        para.text(f"{mark}{core}{mark}")
+        para.span(mark, core)
         if trail:
             para.markup(" ")
 
@@ -898,16 +910,18 @@ class _NextFinder:
         return j
 
 
-def _closers(stack: list[str]) -> str:
-    return "".join(reversed(stack))
+_SHORTEN_SPECIAL = re.compile(r"[\\`\[<*_~|\n]")  # where shorten() looks closer; text between is plain
+_SENTENCE_CUT = re.compile(r"[.!?…][\"')\]»”’]{0,3}(?= )")  # a sentence end: the cut falls at the space after it
 
 
 def shorten(markdown: str, limit: int) -> str:
     """Cuts Discord Markdown to at most ``limit`` characters, ending with "…".
 
     The cut falls at a paragraph end, else at a sentence end, when one is in the last third of
-    the room, else at a word; never inside a link, inline code, a URL or an escape. Formatting
-    left open is closed (``**bold…**``); a cut inside a code block closes the block.
+    the room, else at a word; never inside a link, inline code, a URL, an escape, or between a
+    quote or list marker and its text. Formatting left open is closed (``**bold…**``); a cut
+    inside a code block closes the block. One pass over the first ``limit`` characters, which
+    jumps from one Markdown character or space to the next.
     """
     if len(markdown) <= limit:
         return markdown
@@ -917,66 +931,73 @@ def shorten(markdown: str, limit: int) -> str:
     n = len(s)
     finder = _NextFinder(s)
     room = limit - len(ELLIPSIS)
-    # candidates: (position, kind, closing text); kind 2 = paragraph end, 1 = sentence end, 0 = word
-    best: dict[int, tuple[int, str]] = {}
-    last_any: tuple[int, str] | None = None
+    third = limit * 2 // 3
+    best: dict[int, tuple[int, str]] = {}  # 2 = paragraph end, 1 = sentence end, 0 = word end
+    fallback: tuple[int, str] | None = None  # anywhere that is not inside an atom (a long word)
     stack: list[str] = []
-    fence = False
-    i = 0
-    scan_to = min(n, limit)
-    at_line_start = True
-    content = 0  # where the current line's text starts (after its quote or list marker)
+    closing = ""
+    scan_to = min(n, room + 1)
     first = _LINE_MARKER.match(s)
-    if first:
-        i = content = first.end()
+    i = content = first.end() if first else 0  # content: where the line's own text starts
+    next_url = -1
+    at_line_start = True
     while i < scan_to:
+        if next_url < i:
+            u = _HTTP.search(s, i)
+            next_url = u.start() if u else n
+        m = _SHORTEN_SPECIAL.search(s, i, scan_to)
+        j = min(m.start() if m else scan_to, next_url)
+        if j > i:  # plain text up to s[j]: cut points found with a few searches, not char by char
+            q = min(j, room - len(closing))
+            lo = max(i, content + 1)
+            if q >= lo:
+                fallback = (q, closing)
+                w = s.rfind(" ", lo, q + 1)
+                if w != -1:
+                    best[0] = (w, closing)
+                if q >= third:
+                    last = None
+                    for last in _SENTENCE_CUT.finditer(s, max(lo, third) - 4, q + 1):
+                        pass
+                    if last is not None and last.end() >= max(lo, third):
+                        best[1] = (last.end(), closing)
+            i = j
+            at_line_start = False
+            if i >= scan_to:
+                break
         c = s[i]
-        if fence:
-            if s.startswith(FENCE, i):
-                fence = False
-                i += len(FENCE)
-                continue
-            closing = "\n" + FENCE
-            if i + len(closing) + len(_closers(stack)) <= room:
-                kind = 0 if c == "\n" else -1
-                entry = (i, closing + _closers(stack))
-                if kind == 0:
-                    best[0] = entry
-                last_any = entry
-            i += 1
-            continue
-        # a cut may fall here (before s[i])
-        closing = _closers(stack)
-        if i > content and i + len(closing) <= room:
-            entry = (i, closing)
-            last_any = entry
-            if c.isspace() and not s[i - 1].isspace():
-                best[0] = entry
-                j = i - 1
-                while j > 0 and s[j] in _CLOSING_PUNCT:
-                    j -= 1
-                if s[j] in _SENTENCE_END and i >= limit * 2 // 3:
-                    best[1] = entry
-                if not stack and s.startswith("\n\n", i) and i >= limit * 2 // 3:
-                    best[2] = entry
-        if c == "\\" and i + 1 < n:
-            i += 2
+        if i > content and i + len(closing) <= room:  # a cut before s[i]
+            fallback = (i, closing)
+            if c == "\n" and not s[i - 1].isspace():
+                best[0] = (i, closing)
+                k = i - 1
+                while k > 0 and s[k] in _CLOSING_PUNCT:
+                    k -= 1
+                if i >= third and s[k] in _SENTENCE_END:
+                    best[1] = (i, closing)
+                if i >= third and not stack and s.startswith("\n\n", i):
+                    best[2] = (i, closing)
+        if i == next_url:  # a bare URL: whole or not at all
+            while i < n and not s[i].isspace() and i - next_url <= MAX_URL_CHARS:
+                i += 1
             at_line_start = False
             continue
         if c == "\n":
-            at_line_start = True
             i += 1
+            at_line_start = True
             marker = _LINE_MARKER.match(s, i)
-            if marker:  # a quote, list or heading marker: no cut between it and its text
+            if marker:  # no cut between a quote, list or heading marker and its text
                 i = content = marker.end()
+            continue
+        if c == "\\":
+            i += 2
+            at_line_start = False
             continue
         if s.startswith(FENCE, i):
             end = finder.find(FENCE, i + len(FENCE))
             if end != -1:
-                fence = True
-                # the cut must not fall inside the fence's first line (its language)
-                nl = s.find("\n", i, end)
-                i = (nl if nl != -1 else i + len(FENCE))
+                i, in_code = _cut_points_in_code(s, i, end, room, closing, best, scan_to)
+                fallback = in_code or fallback
                 continue
         if c == "`":
             run = 1
@@ -984,6 +1005,7 @@ def shorten(markdown: str, limit: int) -> str:
                 run += 1
             end = finder.find("`" * run, i + run)
             i = end + run if end != -1 and end - i <= MAX_LINK_SCAN else i + run
+            at_line_start = False
             continue
         if c == "[":
             close = finder.find("](", i + 1)
@@ -991,38 +1013,34 @@ def shorten(markdown: str, limit: int) -> str:
                 end = finder.find(")", close + 2)
                 if end != -1 and end - close <= MAX_URL_CHARS + 4:
                     i = end + 1
+                    at_line_start = False
                     continue
         if c == "<":
             end = finder.find(">", i + 1)
-            if end != -1 and end - i <= MAX_URL_CHARS + 2 and not any(ch.isspace() for ch in s[i + 1:end]):
+            if end != -1 and end - i <= MAX_URL_CHARS + 2 and not _SPACES.search(s, i + 1, end):
                 i = end + 1
+                at_line_start = False
                 continue
-        if c in "hH" and _HTTP.match(s, i):
-            j = i
-            while j < n and not s[j].isspace() and j - i <= MAX_URL_CHARS:
-                j += 1
-            i = j
-            continue
-        matched = False
+        step = 1
         for d in _DELIMS:
             if s.startswith(d, i):
                 if stack and stack[-1] == d:
                     stack.pop()
                 elif i + len(d) < n and not s[i + len(d)].isspace() and finder.find(d, i + len(d)) != -1:
                     stack.append(d)
-                i += len(d)
-                matched = True
+                closing = "".join(reversed(stack))
+                step = len(d)
                 break
-        if matched:
-            continue
-        if c == "*":
-            if stack and stack[-1] == "*" and not s[i - 1].isspace():
-                stack.pop()
-            elif not (at_line_start and s.startswith("* ", i)) and i + 1 < n and not s[i + 1].isspace() \
-                    and finder.find("*", i + 1) != -1:
-                stack.append("*")
+        else:
+            if c == "*":
+                if stack and stack[-1] == "*" and not s[i - 1].isspace():
+                    stack.pop()
+                elif not (at_line_start and s.startswith("* ", i)) and i + 1 < n and not s[i + 1].isspace() \
+                        and finder.find("*", i + 1) != -1:
+                    stack.append("*")
+                closing = "".join(reversed(stack))
         at_line_start = False
-        i += 1
+        i += step
     sep = ""
     for kind in (2, 1, 0):
         if kind in best:
@@ -1031,19 +1049,39 @@ def shorten(markdown: str, limit: int) -> str:
                 sep = " "  # "A sentence. …" rather than "sentence.…"
             break
     else:
-        if last_any is None:
+        if fallback is None:
             return ELLIPSIS
-        pos, closing = last_any
-    head = s[:pos].rstrip()
-    if closing.startswith("\n" + FENCE):
-        head = s[:pos]
+        pos, closing = fallback
+    in_code = closing.startswith("\n" + FENCE)
+    head = s[:pos] if in_code else s[:pos].rstrip()
     tail = len(head)
     while tail and head[tail - 1] == "\\":
         tail -= 1
     if (len(head) - tail) % 2:
-        head = head[:-1]
-    for d in sorted(set(stack) | set(_DELIMS) | {"*"}, key=len, reverse=True):
-        while closing and not closing.startswith("\n") and head.endswith(d) and closing.startswith(d):
-            # a pair opened right before the cut: drop the opener instead of closing it empty
-            head, closing = head[:-len(d)].rstrip(), closing[len(d):]
+        head = head[:-1]  # never leave a backslash that would escape the ellipsis
+    if not in_code:
+        for d in sorted(set(_DELIMS) | {"*"}, key=len, reverse=True):
+            while closing.startswith(d) and head.endswith(d):
+                # a pair opened right before the cut: drop the opener instead of closing it empty
+                head, closing = head[:-len(d)].rstrip(), closing[len(d):]
     return head + closing + sep + ELLIPSIS
+
+
+def _cut_points_in_code(s: str, start: int, end: int, room: int, closing: str,
+                        best: dict[int, tuple[int, str]], scan_to: int) -> tuple[int, tuple[int, str] | None]:
+    """Cut points inside the code block s[start:end] (a cut closes the block): each line end
+    is a word end; anywhere in a line is the last resort. Returns where to go on, and that."""
+    code_closing = "\n" + FENCE + closing
+    body = s.find("\n", start, end)
+    if body == -1:  # one line: its language or its code, uncut
+        return end + len(FENCE), None
+    limit = min(end, scan_to, room - len(code_closing))
+    p = body + 1
+    while p <= limit:
+        nl = s.find("\n", p, limit + 1)
+        if nl == -1:
+            break
+        best[0] = (nl, code_closing)
+        p = nl + 1
+    fallback = (limit, code_closing) if limit > body else None
+    return end + len(FENCE), fallback

@@ -21,10 +21,16 @@ _LEFTOVER_URL = re.compile(r"\]\([^)\s]*\)?|\(https?://[^)\s]*\)?")
 _KEEP_BOLD = "\x00"
 
 
+_ESCAPE = re.compile(r"\\([^0-9A-Za-z\s])")
+_ESCAPED_STAR = "\x01"
+
+
 def clean_snippet(snippet: str, limit: int = 300) -> str:
     """A search snippet fit for an embed: links reduced to their text, Markdown escaped
-    except the ``**`` that marks matched terms, on one line."""
-    text = snippet.replace("**", _KEEP_BOLD)
+    except the ``**`` that marks matched terms, on one line. Summaries are stored with their
+    text escaped (bot.markdown): those escapes are undone first, so nothing is escaped twice."""
+    text = _ESCAPE.sub(lambda m: _ESCAPED_STAR if m.group(1) == "*" else m.group(1), snippet)
+    text = text.replace("**", _KEEP_BOLD).replace(_ESCAPED_STAR, "*")
     text = _MD_LINK.sub(r"\1", text)
     text = _LEFTOVER_URL.sub("", text)
     text = re.sub(r"(?m)^\s*#+\s*", "", text)

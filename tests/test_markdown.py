@@ -246,6 +246,41 @@ def test_text_nodes_read_back_exactly(wrapper: str, text: str) -> None:
         assert _shown(shown) == visible
 
 
+_STYLE_KINDS = {"b": "bold", "strong": "bold", "i": "italic", "em": "italic", "u": "underline", "s": "strike",
+                "del": "strike"}
+_words = st.text(st.characters(whitelist_categories=("Ll", "Lu", "Nd")), min_size=1, max_size=5)
+
+
+@st.composite
+def styled(draw, depth: int = 0) -> tuple[str, str, set[str]]:
+    """(HTML, its text, the kinds of formatting it asks for) of nested and adjacent styles."""
+    html_parts, text_parts, kinds = [], [], set()
+    for _ in range(draw(st.integers(1, 4))):
+        if depth < 3 and draw(st.booleans()):
+            tag = draw(st.sampled_from(sorted(_STYLE_KINDS)))
+            inner_html, inner_text, inner_kinds = draw(styled(depth + 1))
+            html_parts.append(f"<{tag}>{inner_html}</{tag}>")
+            text_parts.append(inner_text)
+            kinds |= inner_kinds
+            if inner_text.strip():
+                kinds.add(_STYLE_KINDS[tag])
+        else:
+            word = draw(_words) + draw(st.sampled_from(["", " "]))
+            html_parts.append(word)
+            text_parts.append(word)
+    return "".join(html_parts), "".join(text_parts), kinds
+
+
+@settings(max_examples=500, deadline=None)
+@given(styled())
+def test_nested_and_adjacent_styles_read_as_written(doc) -> None:
+    fragment, text, kinds = doc
+    out = md(f"<p>{fragment}</p>")
+    reading = read(out)
+    assert reading.text.replace("\u200b", "") == collapsed(text), (fragment, out)
+    assert reading.kinds() == kinds, (fragment, out, reading.spans)
+
+
 # --- hostile input: linear, bounded --------------------------------------------------------------
 
 LINEAR_BOUND_S = 2.0  # these took 6 s to 300 s before; linear code needs well under a second
