@@ -269,7 +269,7 @@ class _Relay(HTMLParser):
 
 # --- escaping -----------------------------------------------------------------------------------
 
-_DELIMITER_IN_URL = re.compile(r"\*|~~|__|\|\|")
+_DELIMITER_IN_URL = re.compile(r"[*`]|~~|__|\|\|")
 _URL_END_TRIM = frozenset(".,:;\"')]!?")
 # What _escape_plain escapes: inline control characters; "<" only where it could open a mention,
 # an emoji, a timestamp or a link ("<@", "<#", "<:", "</", "<t:", "<a:", "<http"), or at the end
@@ -329,6 +329,11 @@ def _escape_line_start(line: str) -> str:
 
 # --- rendering ----------------------------------------------------------------------------------
 
+def _touching(before: str, after: str) -> bool:
+    """Would ``before + after`` put two delimiters side by side ("**a**" + "*b*")?"""
+    return before[-1:] in _DELIMITER_CHARS and before[-2:-1] != "\\" and after[:1] in _DELIMITER_CHARS
+
+
 class _Inline:
     """Builds one paragraph of inline Markdown."""
 
@@ -355,9 +360,10 @@ class _Inline:
             core = ZWSP + core
         prev = self.parts[-1] if self.parts else ""
         if self.last_mark == mark and prev.endswith(mark):
-            self.parts[-1] = prev[: -len(mark)] + core + mark
+            head = prev[: -len(mark)]
+            self.parts[-1] = head + (ZWSP if _touching(head, core) else "") + core + mark
         else:
-            if prev[-1:] in _DELIMITER_CHARS and prev[-2:-1] != "\\" and prev:
+            if _touching(prev, mark):
                 self.parts.append(ZWSP)
             self.text(f"{mark}{core}{mark}")
         self.last_mark = mark

@@ -188,6 +188,14 @@ def test_strip_tags() -> None:
     assert strip_tags("x <b>y") == "x y"
 
 
+def test_search_snippets_show_the_stored_text_once() -> None:
+    from cogs.common import clean_snippet
+
+    stored = md("<p>Use *args and a_b, or <b>bold</b> [x]</p>")
+    assert stored == "Use \\*args and a\\_b, or **bold** \\[x\\]"
+    assert read(clean_snippet(stored)).text == "Use *args and a_b, or bold x"
+
+
 # --- the property: text shows as written, with only the formatting the HTML asked for ------------
 
 _TRICKY = ["*", "**", "_", "__", "~~", "||", "`", "```", "|", ">", "> ", "#", "# ", "## ", "-", "- ", "-# ", "+ ",
