@@ -86,9 +86,15 @@ _AD_URL = re.compile(
 _HTTP = re.compile(r"https?://", re.I)
 _LANG = re.compile(r"(?:language|lang)-([A-Za-z0-9_+#.-]{1,32})")
 _TAG_START = re.compile(r"<[A-Za-z!/?]")
-# Text that is itself HTML (escaped twice): it starts with a tag of these, or a comment.
-_HTML_TEXT = re.compile(r"\s{0,64}<(?:!--|/?(?:p|div|a|br|span|b|i|em|strong|ul|ol|li|img|table|tr|td|h[1-6]|"
-                        r"blockquote|pre|code|hr|section|article|figure)[\s/>])", re.I)
+# Text that is itself HTML (escaped twice): it starts with a tag of these, or a comment, and
+# holds an end tag of one of them, or the end of a comment.
+_HTML_TAGS = r"(?:p|div|a|br|span|b|i|em|strong|ul|ol|li|img|table|tr|td|h[1-6]|blockquote|pre|code|hr|section|article|figure)"
+_HTML_TEXT = re.compile(r"\s{0,64}<(?:!--|/?" + _HTML_TAGS + r"[\s/>])", re.I)
+_HTML_END = re.compile(r"</" + _HTML_TAGS + r"\s{0,8}>|-->", re.I)
+
+
+def _looks_like_html(text: str) -> bool:
+    return "<" in text and bool(_HTML_TEXT.match(text)) and _HTML_END.search(text) is not None
 _SPACES = re.compile(r"[ \t\n\r\f\v\u00a0\u2028\u2029\u3000\u1680\u2000-\u200a\u202f\u205f]+")
 _RUN_OF_SPACES = re.compile(r" {2,}")
 # A paragraph made of separator characters only ("* * *", "---", "~~~", "•••").
@@ -218,7 +224,7 @@ class _TreeBuilder(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self.skip or not data:
             return
-        if not self.raw and not self.reparsing and "<" in data and _HTML_TEXT.match(data):
+        if not self.raw and not self.reparsing and _looks_like_html(data):
             self._reparse(data)
             return
         children = self.stack[-1].children

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 from bot import limits
-from bot.markdown import ELLIPSIS, MAX_OUTPUT_CHARS, clean_html, html_to_markdown, shorten, strip_tags
+from bot.markdown import ELLIPSIS, MAX_OUTPUT_CHARS, _looks_like_html, clean_html, html_to_markdown, shorten, strip_tags
 from tests.discord_markdown import read
 
 BASE = "https://blog.example/post/"
@@ -142,6 +142,11 @@ def test_html_escaped_twice_is_unescaped_once() -> None:
     assert md(fragment) == "Hey [Reddit](https://v.example/)! It's \\*me\\*\n\nsubmitted by [u](https://r.example/u)"
 
 
+def test_text_that_only_mentions_a_tag_stays_text() -> None:
+    assert md("<p>&lt;P&gt; starts a paragraph</p>") == "<P> starts a paragraph"
+    assert md("<p>use &lt;br&gt; &lt;/br&gt; rarely</p>") == "use <br> \\</br> rarely"  # "</" could start a command mention
+
+
 def test_html_in_code_is_not_unescaped() -> None:
     assert md("<pre>&lt;p&gt;hi&lt;/p&gt;</pre>") == "```\n<p>hi</p>\n```"
 
@@ -236,7 +241,7 @@ WRAPPERS = {
 def test_text_nodes_read_back_exactly(wrapper: str, text: str) -> None:
     template, kind = WRAPPERS[wrapper]
     visible = collapsed(text)
-    assume(not _special(visible))
+    assume(not _special(visible) and not _looks_like_html(text))  # that is HTML escaped twice
     if wrapper == "a":
         assume("://" not in text and visible.lower().strip(" »>→.:") not in ("more", "…", "...", "read on")
                and not visible.lower().startswith(("read", "continue", "full story", "keep reading", "view full",
