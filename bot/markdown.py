@@ -795,8 +795,9 @@ class _Renderer:
 
 # --- public API ---------------------------------------------------------------------------------
 
-def _tree(fragment: str, base: str | None) -> _TreeBuilder:
+def _tree(fragment: str, base: str | None, reparse: bool = True) -> _TreeBuilder:
     builder = _TreeBuilder(base)
+    builder.reparsing = not reparse  # (already unescaped once: text that looks like HTML stays text)
     builder.feed(_defuse_unclosed(fragment))
     builder.close()
     return builder
@@ -836,10 +837,14 @@ def html_to_markdown(fragment: str, base: str | None = None) -> tuple[str, str |
     if not fragment or not fragment.strip():
         return "", None
     fragment = fragment[:MAX_INPUT_CHARS]
+    reparse = True
     if not _TAG_START.search(fragment):
-        return shorten(_plain_to_markdown(fragment), MAX_OUTPUT_CHARS), None
+        unescaped = html.unescape(fragment)
+        if not _looks_like_html(unescaped):
+            return shorten(_plain_to_markdown(fragment), MAX_OUTPUT_CHARS), None
+        fragment, reparse = unescaped, False  # all of it HTML escaped twice: unescaped once only
     try:
-        builder = _tree(fragment, base)
+        builder = _tree(fragment, base, reparse)
     except Exception:  # HTMLParser is lenient, but never let markup break a feed
         return _plain_to_markdown(strip_tags(fragment)), None
     _prepare(builder.root, base)

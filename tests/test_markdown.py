@@ -142,6 +142,11 @@ def test_html_escaped_twice_is_unescaped_once() -> None:
     assert md(fragment) == "Hey [Reddit](https://v.example/)! It's \\*me\\*\n\nsubmitted by [u](https://r.example/u)"
 
 
+def test_a_description_that_is_all_html_escaped_twice_is_unescaped_once() -> None:
+    assert md("&lt;p&gt;Hello &lt;b&gt;you&lt;/b&gt;&lt;/p&gt;") == "Hello **you**"
+    assert md("&amp;lt;p&amp;gt;x&amp;lt;/p&amp;gt;") == "&lt;p&gt;x&lt;/p&gt;"  # three times: unescaped once only
+
+
 def test_text_that_only_mentions_a_tag_stays_text() -> None:
     assert md("<p>&lt;P&gt; starts a paragraph</p>") == "<P> starts a paragraph"
     assert md("<p>use &lt;br&gt; &lt;/br&gt; rarely</p>") == "use <br> \\</br> rarely"  # "</" could start a command mention
