@@ -145,6 +145,8 @@ class _TreeBuilder(HTMLParser):
         self.root = _Node("root", {})
         self.stack: list[_Node] = [self.root]
         self.skip = 0  # inside a dropped element
+        self.junk: str | None = None  # the tag of the junk-class element being skipped ("div")
+        self.junk_depth = 0  # how many elements of that tag are open inside it
         self.flattened: dict[str, int] = {}  # start tags ignored past MAX_DEPTH, by name
         self.first_image: str | None = None
         self.raw = 0  # inside <pre> or <code>: text is code, never HTML again
@@ -166,14 +168,17 @@ class _TreeBuilder(HTMLParser):
                 self.skip += 1
             return
         if self.skip:
+            if tag == self.junk:
+                self.junk_depth += 1
             return
         kept = self._attrs(tag, attrs)
         if tag == "img":
             self._image(kept)
             return
-        if any(c in kept.get("class", "") for c in _JUNK_CLASSES):
+        if any(c in kept.get("class", "")[:256] for c in _JUNK_CLASSES):
             if tag not in _VOID:
                 self.skip += 1
+                self.junk, self.junk_depth = tag, 1
             return
         closes = _CLOSES.get(tag)
         if closes:
@@ -207,8 +212,11 @@ class _TreeBuilder(HTMLParser):
                 self.skip = max(0, self.skip - 1)
             return
         if self.skip:
-            if tag in ("div", "p", "span", "ul", "section"):  # a junk-class element may be one of these
-                self.skip = max(0, self.skip - 1)
+            if tag == self.junk:
+                self.junk_depth -= 1
+                if not self.junk_depth:
+                    self.junk = None
+                    self.skip = max(0, self.skip - 1)
             return
         if self.flattened.get(tag):
             self.flattened[tag] -= 1

@@ -131,6 +131,12 @@ def test_teasers_ads_and_share_links_are_removed(junk: str) -> None:
     assert md(f"<p>The post.</p><p>{junk}</p>") == "The post."
 
 
+def test_dropped_elements_drop_everything_inside_them() -> None:
+    assert md('<iframe><div>inner</div>fallback text</iframe><p>shown</p>') == "shown"
+    assert md('<div class="feedflare"><div>a</div><div>b</div>c</div><p>after</p>') == "after"
+    assert md('<div class="feedflare"><iframe><div></div></iframe>x</div>after') == "after"
+
+
 def test_a_trailing_teaser_mark_becomes_an_ellipsis() -> None:
     assert md("<p>The start of the post [&#8230;]</p>") == "The start of the post…"
 
