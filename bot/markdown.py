@@ -92,9 +92,6 @@ _HTML_TAGS = r"(?:p|div|a|br|span|b|i|em|strong|ul|ol|li|img|table|tr|td|h[1-6]|
 _HTML_TEXT = re.compile(r"\s{0,64}<(?:!--|/?" + _HTML_TAGS + r"[\s/>])", re.I)
 _HTML_END = re.compile(r"</" + _HTML_TAGS + r"\s{0,8}>|-->", re.I)
 
-
-def _looks_like_html(text: str) -> bool:
-    return "<" in text and bool(_HTML_TEXT.match(text)) and _HTML_END.search(text) is not None
 _SPACES = re.compile(r"[ \t\n\r\f\v\u00a0\u2028\u2029\u3000\u1680\u2000-\u200a\u202f\u205f]+")
 _RUN_OF_SPACES = re.compile(r" {2,}")
 # A paragraph made of separator characters only ("* * *", "---", "~~~", "•••").
@@ -102,6 +99,11 @@ _SEPARATOR_CHARS = frozenset("*-_=~•·—–#+ .")
 
 
 # --- parsing into a tree ------------------------------------------------------------------------
+
+def _looks_like_html(text: str) -> bool:
+    """Is this text node HTML escaped twice (it starts with a tag and holds an end tag)?"""
+    return "<" in text and bool(_HTML_TEXT.match(text)) and _HTML_END.search(text) is not None
+
 
 class _Node:
     __slots__ = ("tag", "attrs", "children", "has_block")
@@ -119,7 +121,7 @@ def _defuse_unclosed(fragment: str) -> str:
     last = fragment.rfind(">")
     if fragment.find("<", last + 1) == -1:
         return fragment
-    return fragment[:last + 1] + fragment[last + 1:].replace("&", "&amp;").replace("<", "&lt;")
+    return fragment[:last + 1] + fragment[last + 1:].replace("<", "&lt;")
 
 
 def _resolve(url: str, base: str | None) -> str | None:
@@ -185,7 +187,7 @@ class _TreeBuilder(HTMLParser):
             for i in range(len(self.stack) - 1, 0, -1):
                 name = self.stack[i].tag
                 if name in closes:
-                    del self.stack[i:]
+                    self._close_from(i)
                     break
                 if name in _SCOPES:
                     break
@@ -223,11 +225,15 @@ class _TreeBuilder(HTMLParser):
             return
         for i in range(len(self.stack) - 1, 0, -1):
             if self.stack[i].tag == tag:
-                for node in self.stack[i:]:
-                    if node.tag in _PRE or node.tag in _CODE:
-                        self.raw -= 1
-                del self.stack[i:]
+                self._close_from(i)
                 return
+
+    def _close_from(self, i: int) -> None:
+        """Closes the open elements from stack[i] up (MAX_DEPTH of them at most)."""
+        for node in self.stack[i:]:
+            if node.tag in _PRE or node.tag in _CODE:
+                self.raw -= 1
+        del self.stack[i:]
 
     def handle_data(self, data: str) -> None:
         if self.skip or not data:
@@ -235,11 +241,7 @@ class _TreeBuilder(HTMLParser):
         if not self.raw and not self.reparsing and _looks_like_html(data):
             self._reparse(data)
             return
-        children = self.stack[-1].children
-        if children and isinstance(children[-1], str):
-            children[-1] += data
-        else:
-            children.append(data)
+        self.stack[-1].children.append(data)  # runs of text are joined once, by _prepare
 
     def _reparse(self, text: str) -> None:
         """Text that is itself HTML (a description escaped twice): parsed once more, in place."""
@@ -448,14 +450,33 @@ def _plain_text(node: _Node | str, out: list[str]) -> None:
             stack.extend(reversed(item.children))
 
 
+def _joined_text(children: list[_Node | str]) -> list[_Node | str]:
+    out: list[_Node | str] = []
+    run: list[str] = []
+    for c in children:
+        if isinstance(c, str):
+            run.append(c)
+            continue
+        if run:
+            out.append("".join(run))
+            run = []
+        out.append(c)
+    if run:
+        out.append("".join(run))
+    return out
+
+
 def _prepare(root: _Node, base: str | None) -> None:
-    """One pass over the tree: link targets resolved, and which elements hold blocks."""
+    """One pass over the tree: runs of text joined, link targets resolved, and which elements
+    hold blocks."""
     stack: list[tuple[_Node, bool]] = [(root, False)]
     while stack:
         node, done = stack.pop()
         if done:
             node.has_block = any(isinstance(c, _Node) and (c.tag in _BLOCK or c.has_block) for c in node.children)
             continue
+        if any(isinstance(a, str) and isinstance(b, str) for a, b in zip(node.children, node.children[1:])):
+            node.children = _joined_text(node.children)
         if node.tag == "a" and "href" in node.attrs:
             resolved = _resolve(node.attrs["href"], base)
             if resolved is None:

@@ -328,6 +328,8 @@ def _timed(fn, *args):
     ("a huge table", "<table>" + "<tr><td>a</td><td>b</td></tr>" * 20_000 + "</table>"),
     ("many URLs glued together", "<p>" + "http://" * 50_000 + "</p>"),
     ("brackets and stars", "<p>" + "[*_`" * 50_000 + "</p>"),
+    ("text between tags past the depth limit", "<i>" * 60 + "ab<i>" * 60_000),
+    ("text between dropped elements", "<div>" + "<svg></svg>x" * 30_000),
 ])
 def test_hostile_html_converts_in_linear_time(name: str, fragment: str) -> None:
     (out, _), spent = _timed(html_to_markdown, fragment, BASE)
