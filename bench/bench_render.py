@@ -4,7 +4,7 @@
   10 long posts), and over synthetic huge entries (a 20,000-character summary full of
   masked links, a 2,000-character title, Markdown control characters everywhere);
 - ``render_digest`` of 40 entries;
-- ``parse_feed`` of the seed feed (feedparser + HTML cleaning + html2text), split into
+- ``parse_feed`` of the seed feed (feedparser + HTML to Markdown in bot.markdown), split into
   feedparser alone and the HTML-to-Markdown share; "cold" switches off bot.parse's memo of
   feedparser's sanitizer (a document never seen), "warm" has every entry in it;
 - ``parse_feed`` of one synthetic 20-entry feed from bench/feedgen.py (the polling benchmark's feeds).
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 feedparser.mixin._sanitize_html = memo
         return run
 
-    res["parse_feed seed, cold (feedparser + cleaning + html2text)"] = timeit(
+    res["parse_feed seed, cold (feedparser + HTML to Markdown)"] = timeit(
         cold(lambda: parse_feed(body, {"content-type": "application/rss+xml"}, url)), rounds, t)
     res["parse_feed seed, warm sanitizer cache"] = timeit(
         lambda: parse_feed(body, {"content-type": "application/rss+xml"}, url), rounds, t)

@@ -24,10 +24,16 @@ NAME_CHARS = 100  # a feed's name in a list line
 LABEL_CHARS = 200  # a post's title in a list line
 
 
+_ESCAPE = re.compile(r"\\([^0-9A-Za-z\s])")
+_ESCAPED_STAR = "\x01"
+
+
 def clean_snippet(snippet: str, limit: int = 300) -> str:
     """A search snippet fit for an embed: links reduced to their text, Markdown escaped
-    except the ``**`` that marks matched terms, on one line."""
-    text = _MD_LINK.sub(r"\1", snippet)
+    except the ``**`` that marks matched terms, on one line. Summaries are stored with their
+    text escaped (bot.markdown): those escapes are undone first, so nothing is escaped twice."""
+    text = _ESCAPE.sub(lambda m: _ESCAPED_STAR if m.group(1) == "*" else m.group(1), snippet)
+    text = _MD_LINK.sub(r"\1", text)
     text = _LEFTOVER_URL.sub("", text)
     text = _HEADING.sub("", text)
     text = " ".join(text.split()).replace("[", "").replace("]", "")
@@ -36,7 +42,7 @@ def clean_snippet(snippet: str, limit: int = 300) -> str:
         parts[-2:] = [parts[-2] + "**" + parts[-1]]
     pieces = []
     for i, part in enumerate(parts):
-        shown = escape.plain(part, one_line=True)
+        shown = escape.plain(part.replace(_ESCAPED_STAR, "*"), one_line=True)
         pieces.append(_KEEP_BOLD + shown + _KEEP_BOLD if i % 2 and shown.strip() else shown)
     text = "".join(pieces)
     text = truncate(text, limit)

@@ -20,7 +20,8 @@ The rules it reads:
 - Mentions: ``@everyone``, ``@here``, ``<@id>``, ``<@!id>``, ``<@&id>``, ``<#id>``,
   ``</cmd:id>``, ``<t:…>`` and custom emoji ``<:name:id>``.
 - At the start of a line (after up to three spaces): ``# ``, ``## ``, ``### `` headings,
-  ``-# `` subtext, ``> `` and ``>>> `` quotes, ``- ``, ``* `` and ``1. `` list items. A heading
+  ``-# `` subtext, ``> `` and ``>>> `` quotes, ``- ``, ``* `` and ``1. `` list items (these also
+  after more spaces: a nested list). A heading
   marker is counted on any line, blank line before it or not (Discord wants one in
   descriptions; counting more is the cautious side).
 """
@@ -121,6 +122,10 @@ def _blocks(text: str, spans: list[Span], *, at_line_start: bool) -> str:
             spans.append(Span("quote", body))
         stripped = body.lstrip(" ")
         if len(body) - len(stripped) > 3:
+            item = _LIST.match(stripped)  # a nested list item: its marker counts at any indentation
+            if item:
+                spans.append(Span("list", stripped[item.end():], item.group(0).strip()))
+                lines[idx] = stripped[item.end():]
             continue
         marked = False
         if stripped.startswith(">>> ") and not rest_quoted:
@@ -269,6 +274,9 @@ def _pair(s: str, i: int) -> tuple[str, str, int] | None:
                 close = _find_close(s, j, delim)
                 if close == -1:
                     break
+                if close == i + len(delim):  # at least one character (or escape) inside
+                    j = close + 1
+                    continue
                 if delim[0] in "*_" and s.startswith(delim[0], close + len(delim)):
                     j = close + 1  # "***": the closing pair is the last two
                     continue
@@ -280,6 +288,9 @@ def _pair(s: str, i: int) -> tuple[str, str, int] | None:
             close = _find_close(s, j, "*")
             if close == -1:
                 return None
+            if close == i + 1:
+                j = close + 1
+                continue
             if s.startswith("**", close):
                 j = close + 2
                 continue
@@ -292,6 +303,9 @@ def _pair(s: str, i: int) -> tuple[str, str, int] | None:
             close = _find_close(s, j, "_")
             if close == -1:
                 return None
+            if close == i + 1:
+                j = close + 1
+                continue
             after = s[close + 1] if close + 1 < len(s) else ""
             if after == "_":
                 j = close + 2

@@ -1,6 +1,8 @@
 """Every feed in ../shared/feeds (about 2,400 files: feedparser's test feeds and real-world
 captures) goes through ``parse_feed`` and ``render_entry`` / ``render_digest`` without an
-exception escaping. A ParseError for something that is not a feed is fine; anything else fails.
+exception escaping, and within Discord's limits; every summary is within bot.markdown's cap,
+cuts to a description's and a short summary's length with ``shorten``, and shows no heading.
+A ParseError for something that is not a feed is fine; anything else fails.
 
 The files are checked in a process pool once per session (a few seconds on 2 cores) and the
 results are reported per folder. Set HERALD_TEST_FEEDS to use another folder.
@@ -18,7 +20,19 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS = Path(os.environ.get("HERALD_TEST_FEEDS") or ROOT.parent / "shared" / "feeds")
+
+def _corpus_dir() -> Path:
+    """HERALD_TEST_FEEDS, else the nearest ``shared/feeds`` beside the checkout or one level up
+    (a git worktree sits a level deeper than the main checkout)."""
+    if os.environ.get("HERALD_TEST_FEEDS"):
+        return Path(os.environ["HERALD_TEST_FEEDS"])
+    for up in (ROOT.parent, ROOT.parent.parent):
+        if (up / "shared" / "feeds").is_dir():
+            return up / "shared" / "feeds"
+    return ROOT.parent / "shared" / "feeds"
+
+
+CORPUS = _corpus_dir()
 NOT_FEEDS = {".md", ".txt"}  # the corpus' own notes; LICENSE files are skipped by name too
 
 
@@ -45,10 +59,13 @@ GROUPS = sorted({group_of(p) for p in FILES}) or ["(missing)"]
 
 def check_files(paths: list[str]) -> list[tuple[str, str, str]]:
     """Runs in a worker process: (path, "ok" | "not a feed" | "FAILED", detail) per file."""
+    from bot import limits
     from bot.errors import ParseError
+    from bot.markdown import MAX_OUTPUT_CHARS, shorten
     from bot.models import StoredEntry
     from bot.parse import parse_feed
     from bot.render import render_digest, render_entry, thread_name
+    from tests.discord_markdown import read
 
     out = []
     for path in paths:
@@ -66,6 +83,14 @@ def check_files(paths: list[str]) -> list[tuple[str, str, str]]:
             for entry in stored:
                 payload = render_entry(entry, parsed.title)
                 problems += _limit_problems(payload)
+                if len(entry.summary) > MAX_OUTPUT_CHARS:
+                    problems.append(f"summary {len(entry.summary)} > {MAX_OUTPUT_CHARS}")
+                for room in (limits.EMBED_DESCRIPTION, 300):  # a description, a short summary
+                    cut = shorten(entry.summary, room)
+                    if len(cut) > room:
+                        problems.append(f"shorten to {room}: {len(cut)}")
+                    elif "heading" in read(cut).kinds():
+                        problems.append("a heading in a summary")
                 if not 0 < len(thread_name(entry)) <= 100:
                     problems.append("thread name")
             if stored:

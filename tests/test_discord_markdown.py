@@ -34,6 +34,9 @@ from tests.discord_markdown import read
         ("> quoted", "quote", "quoted"),
         ("- item", "list", "item"),
         ("1. first", "list", "first"),
+        ("- a\n  - b\n    - deep", "list", "deep"),  # nested lists: a marker counts at any indentation
+        ("**\\\\**", "bold", "\\"),  # an escape right after the opener is content
+        ("*\\**", "italic", "*"),
     ],
 )
 def test_each_rule_is_seen(md: str, kind: str, shown: str) -> None:

@@ -80,12 +80,14 @@ def test_seed_summaries_are_readable_markdown(seed_bytes) -> None:
 def test_seed_summaries_keep_the_prose_and_its_markup(seed_bytes) -> None:
     entries = {e.title: e for e in seed(seed_bytes).entries}
     assert entries["Treading Water"].summary.startswith("There were once a man and a woman")
-    assert "## Going off a Cliff" in entries["Observation"].summary
+    assert "\n\n**Going off a Cliff**\n\n" in entries["Observation"].summary  # a heading: a bold line of its own
     assert "[HPSF](https://bsky.app/profile/vsoch.bsky.social/post/3mi5gfllbsc2s)" in entries["Observation"].summary
-    assert "  1. To continue to live with authenticity and integrity." in entries["The Fifth Decade"].summary
+    assert "\n\n1. To continue to live with authenticity and integrity.\n2. To be inspired" in entries["The Fifth Decade"].summary
     assert "love all of *your* pieces" in entries["I Love You, All of Your Pieces"].summary
     # the long post is capped, the short ones are whole
-    assert len(entries["A Future for HPC and Cloud: Collaboration Across Boundaries"].summary) == MAX_SUMMARY_CHARS
+    capped = entries["A Future for HPC and Cloud: Collaboration Across Boundaries"].summary
+    # cut at a sentence end in the last third of the room, and marked as cut
+    assert MAX_SUMMARY_CHARS * 2 // 3 <= len(capped) <= MAX_SUMMARY_CHARS and capped.endswith(". …")
     assert entries["Treading Water"].summary.endswith("the joy and strength resides within her.")
 
 
