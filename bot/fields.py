@@ -185,6 +185,8 @@ MAX_DATE_CHARS = 80
 # Dates in the future are bounded where "now" is known: render_entry uses the time first seen for
 # an entry dated more than a day after it (parse stays pure and does not read the clock).
 MIN_YEAR = 1990
+MIN_TIMESTAMP = datetime(MIN_YEAR, 1, 1, tzinfo=timezone.utc).timestamp()
+_YEAR = re.compile(r"(?<!\d)\d{4}(?!\d)")
 _TZ_HOURS = {"UTC": 0, "UT": 0, "GMT": 0, "Z": 0, "EST": -5, "EDT": -4, "CST": -6, "CDT": -5, "MST": -7, "MDT": -6,
              "PST": -8, "PDT": -7, "AKST": -9, "AKDT": -8, "HST": -10, "CET": 1, "CEST": 2, "BST": 1, "EET": 2,
              "EEST": 3, "MSK": 3, "JST": 9, "KST": 9, "AEST": 10, "AEDT": 11}
@@ -202,8 +204,8 @@ def tolerant_date(text: str | None) -> float | None:
     if not text or not isinstance(text, str):
         return None
     text = " ".join(text.split())
-    if not text or len(text) > MAX_DATE_CHARS:
-        return None
+    if not text or len(text) > MAX_DATE_CHARS or not _YEAR.search(text):
+        return None  # without a four-digit year, "1 1 1" or "5/3" would be read as dates
     try:
         from dateutil import parser as dateparser
     except ImportError:  # pragma: no cover - a declared dependency
@@ -215,11 +217,16 @@ def tolerant_date(text: str | None) -> float | None:
             b = dateparser.parse(text, default=_DEFAULT_B, tzinfos=_TZINFOS)
     except (ValueError, OverflowError, TypeError, ArithmeticError):
         return None
-    if (a.year, a.month, a.day) != (b.year, b.month, b.day) or a.year < MIN_YEAR:
+    if (a.year, a.month, a.day) != (b.year, b.month, b.day):
         return None
     if a.tzinfo is None or a.utcoffset() is None:
         a = a.replace(tzinfo=timezone.utc)
     try:
-        return a.timestamp()
+        return plausible(a.timestamp())
     except (OverflowError, ValueError, OSError):
         return None
+
+
+def plausible(ts: float | None) -> float | None:
+    """``ts`` unless it is before MIN_YEAR (a parsing accident, from feedparser or dateutil)."""
+    return ts if ts is not None and ts >= MIN_TIMESTAMP else None

@@ -66,8 +66,10 @@ _SHARE_NAMES = frozenset({"facebook", "twitter", "reddit", "stumbleit", "stumble
 # alt or title text of a button, not a picture ("Add to Twitter", "Share on Facebook")
 _BUTTON_TEXT = re.compile(r"^\s*(?:add to|share (?:on|to|this|via)|tweet (?:this|it)|email this|print this|"
                           r"subscribe|follow (?:us|me)|like us|pin it)\b", re.I)
-# "facebook_32", "twitter-icon": a share name with a size or a button word after it
-_SHARE_FILE = re.compile(r"([a-z]{2,16})[-_](?:\d{1,4}(?:x\d{1,4})?|icon|button|btn|logo|share|small|large)")
+# "facebook_32", "twitter-icon", "twitter_icon_large": a share name, then sizes or button words
+_BUTTON_WORDS = frozenset({"icon", "icons", "button", "btn", "logo", "share", "small", "large", "big", "mini", "square",
+                           "round", "circle", "white", "black", "color", "colour", "grey", "gray", "badge"})
+_NAME_PARTS = re.compile(r"[-_.]")
 _ICON_CLASSES = frozenset({"emoji", "wp-smiley", "avatar", "icon", "gravatar", "emoticon", "smiley"})
 _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.I)
 _NUMBER = re.compile(r"\s*(\d{1,6})(?:\.\d*)?\s*(?:px)?\s*$", re.I)
@@ -153,11 +155,16 @@ def is_tracker(c: ImageCandidate) -> bool:
     if any(s in _NOT_PICTURE_SEGMENTS for s in segments[:-1]) or (segments and segments[-1] in _NOT_PICTURE_SEGMENTS):
         return True
     if segments:
-        stem = segments[-1].rsplit(".", 1)[0][:64]
-        named = _SHARE_FILE.fullmatch(stem)
-        if stem in _SHARE_NAMES or (named is not None and named.group(1) in _SHARE_NAMES):
+        words = _NAME_PARTS.split(segments[-1].rsplit(".", 1)[0][:64])
+        if words[0] in _SHARE_NAMES and all(w in _BUTTON_WORDS or w.isdigit() or _is_size(w) for w in words[1:]):
             return True
     return bool(_BUTTON_TEXT.match(c.alt[:64]))
+
+
+def _is_size(word: str) -> bool:
+    """ "32x32", "16px" """
+    w, x, h = word.partition("x")
+    return (bool(x) and w.isdigit() and (h.isdigit() or h == "")) or (word.endswith("px") and word[:-2].isdigit())
 
 
 def is_icon(c: ImageCandidate) -> bool:

@@ -20,8 +20,8 @@ import feedparser
 from feedparser.datetimes import _parse_date as _feedparser_date
 
 from bot.errors import ParseError
-from bot.fields import (clean_author, entry_images, fallback_title, feed_image_urls, plain_text, title_is_missing,
-                        tolerant_date)
+from bot.fields import (clean_author, entry_images, fallback_title, feed_image_urls, plain_text, plausible,
+                        title_is_missing, tolerant_date)
 from bot.identity import entry_key, normalise_link
 from bot.images import ChosenImage, ImageCandidate, choose_image, content_images, feed_thumbnail
 from bot.markdown import html_to_markdown, strip_tags
@@ -194,7 +194,7 @@ def _date(e: Any, name: str, *, own: bool = False) -> float | None:
 
     ``own``: the entry's own field only (feedparser answers ``updated`` with the published date)."""
     get = (lambda k: dict.get(e, k)) if own else e.get
-    ts = _ts(get(f"{name}_parsed"))
+    ts = plausible(_ts(get(f"{name}_parsed")))
     if ts is None:
         text = get(name)
         ts = tolerant_date(text) if isinstance(text, str) else None
@@ -312,7 +312,7 @@ def _iso_ts(value: Any) -> float | None:
     if not isinstance(value, str):
         return None
     parsed = _feedparser_date(value)  # feedparser's date parser handles RFC 3339 and friends
-    return _ts(parsed) or tolerant_date(value)
+    return plausible(_ts(parsed)) or tolerant_date(value)
 
 
 def summarise_html(html: str, base: str | None, *, image: bool = True) -> tuple[str, ChosenImage | None]:

@@ -46,7 +46,7 @@ GROUPS = sorted({group_of(p) for p in FILES}) or ["(missing)"]
 def check_files(paths: list[str]) -> list[tuple[str, str, str]]:
     """Runs in a worker process: (path, "ok" | "not a feed" | "FAILED", detail) per file."""
     from bot.errors import ParseError
-    from bot.models import StoredEntry
+    from bot.models import MAX_SUMMARY_LENGTH, StoredEntry, Subscription
     from bot.parse import parse_feed
     from bot.render import render_digest, render_entry, thread_name
 
@@ -60,11 +60,15 @@ def check_files(paths: list[str]) -> list[tuple[str, str, str]]:
                 out.append((path, "not a feed", str(exc)[:200]))
                 continue
             stored = [StoredEntry(id=i + 1, feed_id=1, key=e.key, title=e.title, link=e.link, summary=e.summary,
-                                  author=e.author, published=e.published, image=e.image, first_seen=1_700_000_000.0)
+                                  author=e.author, published=e.published, image=e.image, first_seen=1_700_000_000.0,
+                                  thumbnail=e.thumbnail, feed_image=parsed.image)
                       for i, e in enumerate(parsed.entries)]
             problems = []
-            for entry in stored:
-                payload = render_entry(entry, parsed.title)
+            # every other entry with the feed's image as its fallback thumbnail and the longest summary
+            with_feed_image = Subscription(id=1, feed_id=1, target="channel:1", feed_image=True,
+                                           summary_length=MAX_SUMMARY_LENGTH)
+            for i, entry in enumerate(stored):
+                payload = render_entry(entry, parsed.title, with_feed_image if i % 2 else None)
                 problems += _limit_problems(payload)
                 if not 0 < len(thread_name(entry)) <= 100:
                     problems.append("thread name")
@@ -94,7 +98,21 @@ def _limit_problems(payload: dict) -> list[str]:
             problems.append("embed total > 6000")
         if not e.get("title"):
             problems.append("empty title")
+        urls = [e.get("url"), e.get("image", {}).get("url"), e.get("thumbnail", {}).get("url")]
+        problems += [f"URL {u!r} not well-formed" for u in urls if u is not None and not _well_formed(u)]
     return problems
+
+
+def _well_formed(url: str) -> bool:
+    """What Discord accepts: http(s), lower-case scheme and host, ASCII without spaces or controls."""
+    from urllib.parse import urlsplit
+
+    from bot.urls import discord_url
+
+    parts = urlsplit(url)
+    return (url.startswith(("http://", "https://")) and parts.netloc == parts.netloc.lower() and url.isascii()
+            and not any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url) and len(url) <= 2048
+            and discord_url(url) == url)
 
 
 @pytest.fixture(scope="module")
