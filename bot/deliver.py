@@ -158,6 +158,8 @@ def _human(claimed: ClaimedDelivery, payload: dict[str, Any]) -> str:
         lines.append(embed["description"])
     if embed.get("image"):
         lines.append(f"[image] {embed['image']['url']}")
+    if embed.get("thumbnail"):
+        lines.append(f"[thumbnail] {embed['thumbnail']['url']}")
     return "\n".join(lines) + "\n"
 
 

@@ -13,6 +13,8 @@ from datetime import datetime, timezone
 from typing import Any, Mapping
 from urllib.parse import urljoin
 
+from dateutil import parser as dateparser
+
 from bot.images import ImageCandidate, dimension
 
 # --- images -------------------------------------------------------------------------------------
@@ -206,10 +208,6 @@ def tolerant_date(text: str | None) -> float | None:
     text = " ".join(text.split())
     if not text or len(text) > MAX_DATE_CHARS or not _YEAR.search(text):
         return None  # without a four-digit year, "1 1 1" or "5/3" would be read as dates
-    try:
-        from dateutil import parser as dateparser
-    except ImportError:  # pragma: no cover - a declared dependency
-        return None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # UnknownTimezoneWarning: an unknown zone name is read as UTC

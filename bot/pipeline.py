@@ -57,7 +57,7 @@ class ParsePool:
         """:func:`bot.parse.parse_feed_deferred`: summaries left to :meth:`summarise`."""
         return await self._call(url, parse_feed_deferred, body, headers, url)  # type: ignore[no-any-return]
 
-    async def summarise(self, items: Sequence[tuple[str, str | None]], url: str) -> list[tuple[str, str | None] | None]:
+    async def summarise(self, items: Sequence[tuple[str, str | None]], url: str) -> list[tuple[str, Any] | None]:
         return await self._call(url, summarise, list(items))  # type: ignore[no-any-return]
 
     async def _call(self, url: str, fn: Callable[..., Any], *args: Any) -> Any:
