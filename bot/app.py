@@ -37,7 +37,7 @@ class Herald:
                                allow_private=p.allow_private)
         self.parser = ParsePool(p.parse_workers, inline=parse_inline, timeout=p.parse_timeout)
         self.worker = DeliveryWorker(self.storage, sink, clock=clock, metrics=metrics,
-                                     on_target_broken=self._target_broken)
+                                     on_target_broken=self._target_broken, defaults=config.defaults)
         self.poller = Poller(self.storage, self.fetcher, config, self.parser, clock=clock,
                              on_stored=lambda _res: self.worker.wake(), on_paused=self._feed_paused, metrics=metrics)
         self.alert: Callable[[str, int | None, str], Awaitable[None]] | None = None

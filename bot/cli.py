@@ -212,7 +212,7 @@ def _check(config: Config) -> int:
 async def _preview(config: Config, args: argparse.Namespace) -> int:
     from bot.discover import find_feed_links, looks_like_html
     from bot.fetch import Fetcher
-    from bot.models import StoredEntry
+    from bot.models import StoredEntry, Subscription
     from bot.pipeline import ParsePool
     from bot.render import render_entry
 
@@ -246,15 +246,16 @@ async def _preview(config: Config, args: argparse.Namespace) -> int:
         print(f"{parsed.title or feed_url}: {len(parsed.entries)} entries; the newest {len(newest)} as announced:\n")
     for i, e in enumerate(newest):
         stored = StoredEntry(id=i, feed_id=0, key=e.key, title=e.title, link=e.link, summary=e.summary, author=e.author,
-                             published=e.published, image=e.image, first_seen=now)
-        payload = render_entry(stored, parsed.title)
+                             published=e.published, image=e.image, first_seen=now, thumbnail=e.thumbnail,
+                             feed_image=parsed.image)
+        payload = render_entry(stored, parsed.title, Subscription(0, 0, "preview").with_defaults(config.defaults))
         if args.json:
             print(json.dumps({"feed": parsed.title, "entry_id": e.key.split(":", 1)[1], "payload": payload},
                              ensure_ascii=False))
         else:
             from bot.deliver import _human
             from bot.storage.base import ClaimedDelivery
-            from bot.models import Delivery, Subscription
+            from bot.models import Delivery
 
             claimed = ClaimedDelivery(Delivery(0, 0, (i,), "entry"), Subscription(0, 0, "preview"), [stored], parsed.title)
             print(_human(claimed, payload))

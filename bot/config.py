@@ -18,6 +18,7 @@ from urllib.parse import unquote
 
 from bot import limits
 from bot.errors import ConfigError, ConfigFileMissing
+from bot.models import MAX_SUMMARY_LENGTH, MessageDefaults
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -151,6 +152,9 @@ class FeedConfig:
     avatar_url: str | None = None
     alerts_channel: int | None = None
     guild_id: int | None = None
+    # message options: None takes the [defaults] value
+    summary_length: int | None = None
+    feed_image: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -160,6 +164,7 @@ class Config:
     polling: PollingConfig = field(default_factory=PollingConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    defaults: MessageDefaults = field(default_factory=MessageDefaults)
     feeds: tuple[FeedConfig, ...] = ()
     path: Path | None = None
 
@@ -382,6 +387,11 @@ _POLLING = {
 }
 _HTTP = {"listen": _listen}
 _LOGGING = {"level": _level, "format": _log_format}
+# per-feed message options: settable in [[feeds]], with their global default in [defaults]
+_MESSAGE_OPTIONS: dict[str, Callable[[Any], Any]] = {
+    "summary_length": _int_range(0, MAX_SUMMARY_LENGTH),
+    "feed_image": _bool,
+}
 _FEED = {
     "url": _feed_url,
     "name": _nonempty_str,
@@ -396,6 +406,7 @@ _FEED = {
     "avatar_url": _http_base,
     "alerts_channel": _snowflake,
     "guild_id": _snowflake,
+    **_MESSAGE_OPTIONS,
 }
 _SECTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
     "discord": _DISCORD,
@@ -403,6 +414,7 @@ _SECTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
     "polling": _POLLING,
     "http": _HTTP,
     "logging": _LOGGING,
+    "defaults": _MESSAGE_OPTIONS,
 }
 
 
@@ -466,6 +478,7 @@ def config_from_dict(data: dict[str, Any], path: Path | None = None) -> Config:
         polling=PollingConfig(**sections.get("polling", {})),
         http=HttpConfig(**sections.get("http", {})),
         logging=LoggingConfig(**sections.get("logging", {})),
+        defaults=MessageDefaults(**sections.get("defaults", {})),
         feeds=tuple(feeds),
         path=path,
     )

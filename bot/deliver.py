@@ -12,14 +12,18 @@ import asyncio
 import hashlib
 import json
 import logging
+import os
 import sys
 import time
 from typing import Any, Awaitable, Callable, Protocol, TextIO
+from urllib.parse import urlsplit
 
 from bot.counters import Counters, NoCounters
 from bot.errors import PermanentDeliveryError, StorageError, TransientDeliveryError
+from bot import limits
 from bot.limits import NONCE_LENGTH
 from bot.logs import redact
+from bot.models import MessageDefaults, Subscription
 from bot.render import render_digest, render_entry
 from bot.schedule import delivery_backoff
 from bot.storage.base import ClaimedDelivery, Storage
@@ -33,10 +37,60 @@ def nonce_for(target: str, kind: str, entry_ids: tuple[int, ...]) -> str:
     return digest[:NONCE_LENGTH]
 
 
-def render_claimed(claimed: ClaimedDelivery) -> dict[str, Any]:
+def render_claimed(claimed: ClaimedDelivery, defaults: MessageDefaults | None = None) -> dict[str, Any]:
+    """The message for one delivery; the subscription's unset message options come from ``defaults``."""
+    sub = claimed.subscription.with_defaults(defaults or MessageDefaults())
     if claimed.delivery.kind == "digest":
-        return render_digest(claimed.entries, claimed.feed_title, claimed.subscription)
-    return render_entry(claimed.entries[0], claimed.feed_title, claimed.subscription)
+        return render_digest(claimed.entries, claimed.feed_title, sub)
+    return render_entry(claimed.entries[0], claimed.feed_title, sub)
+
+
+# --- the requests that carry a message (the Discord sink sends these; --json prints them) ---
+
+
+def channel_message_body(payload: dict[str, Any], nonce: str) -> dict[str, Any]:
+    """The body of ``POST /channels/{id}/messages``: the message, with its nonce enforced."""
+    return dict(payload, nonce=nonce, enforce_nonce=True)
+
+
+def webhook_body(payload: dict[str, Any], sub: Subscription) -> dict[str, Any]:
+    """The body of ``POST /webhooks/{id}/{token}``: the message, with the subscription's name and avatar."""
+    body = dict(payload)
+    if sub.username:
+        body["username"] = sub.username[: limits.WEBHOOK_USERNAME]
+    if sub.avatar_url:
+        body["avatar_url"] = sub.avatar_url
+    return body
+
+
+WEBHOOK_QUERY = "wait=true"  # Discord answers with the message (its id) instead of 204
+
+
+def webhook_endpoint(env: str) -> str:
+    """``POST /webhooks/{id}/{token}?wait=true`` for the webhook URL in ``$env``, its token
+    replaced by "<token>" (it is a secret); says so when the variable is not set."""
+    url = os.environ.get(env, "").strip()
+    if not url:
+        return f"POST ${env} (not set)"
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return f"POST ${env} (not a valid URL)"
+    segments = parts.path.rstrip("/").split("/")
+    if len(segments) > 1:  # /api/webhooks/{id}/{token}: the token is the last segment
+        segments[-1] = "<token>"
+    query = f"{parts.query}&{WEBHOOK_QUERY}" if parts.query else WEBHOOK_QUERY  # as the sink appends it
+    return f"POST {'/'.join(segments)}?{query}"
+
+
+def request_for(claimed: ClaimedDelivery, payload: dict[str, Any], nonce: str) -> tuple[str, dict[str, Any]]:
+    """(endpoint, body) of the request that delivers ``payload`` to the claimed delivery's target:
+    exactly what :class:`bot.discord_sink.DiscordSink` sends to a webhook or a text channel (a
+    forum channel gets ``POST /channels/{id}/threads`` with ``{"name", "message": payload}``)."""
+    sub = claimed.subscription
+    if sub.webhook_env:
+        return webhook_endpoint(sub.webhook_env), webhook_body(payload, sub)
+    return f"POST /channels/{sub.channel_id}/messages", channel_message_body(payload, nonce)
 
 
 class Sink(Protocol):
@@ -59,11 +113,13 @@ class ConsoleSink:
         entry_id = ",".join(_plain_key(e.key) for e in claimed.entries) if claimed.delivery.kind == "entry" \
             else "digest:" + ",".join(_plain_key(e.key) for e in claimed.entries)
         if self.as_json:
+            endpoint, body = request_for(claimed, payload, nonce)
             line = {
                 "feed": (claimed.entries[0].feed_name if claimed.entries else None) or claimed.feed_title,
                 "channel_id": str(sub.channel_id) if sub.channel_id is not None else None,
                 "entry_id": entry_id,
-                "payload": payload,
+                "endpoint": endpoint,
+                "payload": body,
             }
             if sub.webhook_env:
                 line["webhook"] = sub.webhook_env
@@ -102,6 +158,8 @@ def _human(claimed: ClaimedDelivery, payload: dict[str, Any]) -> str:
         lines.append(embed["description"])
     if embed.get("image"):
         lines.append(f"[image] {embed['image']['url']}")
+    if embed.get("thumbnail"):
+        lines.append(f"[thumbnail] {embed['thumbnail']['url']}")
     return "\n".join(lines) + "\n"
 
 
@@ -111,8 +169,10 @@ class DeliveryWorker:
     def __init__(
         self, storage: Storage, sink: Sink, *, clock: Callable[[], float] = time.time, lease: float = 120.0,
         on_target_broken: Callable[[str, str], Awaitable[None]] | None = None, metrics: Counters | None = None,
+        defaults: MessageDefaults | None = None,
     ) -> None:
         self.storage = storage
+        self.defaults = defaults or MessageDefaults()
         self.sink = sink
         self.clock = clock
         self.lease = lease
@@ -160,7 +220,7 @@ class DeliveryWorker:
             await self.storage.mark_failed(d.id, "the entry no longer exists", self.clock())
             return True
         try:
-            payload = render_claimed(claimed)
+            payload = render_claimed(claimed, self.defaults)
         except Exception as exc:  # a renderer bug must not block the channel forever
             log.exception("could not render delivery %d", d.id)
             await self.storage.mark_failed(d.id, f"render error: {type(exc).__name__}: {exc}", self.clock())

@@ -21,6 +21,7 @@ import discord
 from discord.http import Route
 
 from bot import limits
+from bot.deliver import WEBHOOK_QUERY, channel_message_body, webhook_body
 from bot.errors import PermanentDeliveryError, TransientDeliveryError
 from bot.logs import register_secret
 from bot.render import thread_name
@@ -154,7 +155,7 @@ class DiscordSink:
             )
             message = data.get("message") or {}
             return str(message.get("id") or data.get("id"))
-        body = dict(payload, nonce=nonce, enforce_nonce=True)
+        body = channel_message_body(payload, nonce)
         data = await self.bot.http.request(
             Route("POST", "/channels/{channel_id}/messages", channel_id=channel_id), json=body,
         )
@@ -213,16 +214,11 @@ class DiscordSink:
     async def _send_webhook(self, claimed: ClaimedDelivery, payload: dict[str, Any]) -> str | None:
         env = claimed.subscription.webhook_env or ""
         url = self._webhook_url(env)
-        body = dict(payload)
-        sub = claimed.subscription
-        if sub.username:
-            body["username"] = sub.username[: limits.WEBHOOK_USERNAME]
-        if sub.avatar_url:
-            body["avatar_url"] = sub.avatar_url
+        body = webhook_body(payload, claimed.subscription)
         await self.limiter.acquire()
         sep = "&" if "?" in url else "?"
         try:
-            async with self._http_session().post(f"{url}{sep}wait=true", json=body) as resp:
+            async with self._http_session().post(f"{url}{sep}{WEBHOOK_QUERY}", json=body) as resp:
                 text = await resp.text()
                 if 200 <= resp.status < 300:
                     try:

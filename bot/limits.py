@@ -21,7 +21,7 @@ EMBED_FIELD_VALUE = 1024
 EMBED_FOOTER_TEXT = 2048
 EMBED_AUTHOR_NAME = 256
 EMBED_TOTAL = 6000
-EMBED_URL = 2048
+EMBED_URL = 2048  # embed url, image.url, thumbnail.url, author.url: longer ones are refused
 
 # Threads and forum posts
 THREAD_NAME = 100

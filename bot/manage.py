@@ -96,7 +96,8 @@ def preview_entry(parsed: ParsedFeed) -> StoredEntry | None:
     now = time.time()
     e = chronological(list(parsed.entries), now)[-1]
     return StoredEntry(id=0, feed_id=0, key=e.key, title=e.title, link=e.link, summary=e.summary, author=e.author,
-                       published=e.published, image=e.image, first_seen=now)
+                       published=e.published, image=e.image, first_seen=now, thumbnail=e.thumbnail,
+                       feed_image=parsed.image)
 
 
 def autocomplete_names(names: list[str], current: str, limit: int) -> list[str]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+from bot import limits
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,8 +20,9 @@ class ParsedEntry:
     author: str | None = None
     published: float | None = None  # Unix time, UTC
     updated: float | None = None
-    image: str | None = None
+    image: str | None = None  # the embed's large image
     position: int = 0  # index in the document, 0 = first
+    thumbnail: str | None = None  # an image declared too narrow for the large image: the embed's thumbnail
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +32,7 @@ class ParsedFeed:
     entries: tuple[ParsedEntry, ...]
     warning: str | None = None  # set when the feed was malformed but still yielded entries
     version: str | None = None
+    image: str | None = None  # the feed's own image or logo (a fallback thumbnail, see Subscription.feed_image)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +98,21 @@ class StoredEntry:
     first_seen: float
     feed_title: str | None = None
     feed_name: str | None = None
+    thumbnail: str | None = None
+    feed_image: str | None = None  # the feed's own image or logo
+
+
+DEFAULT_SUMMARY_LENGTH = 500  # characters of Markdown in an announcement's description
+MAX_SUMMARY_LENGTH = limits.EMBED_DESCRIPTION
+DEFAULT_FEED_IMAGE = False  # the feed's logo on every post without an image is noise, and often a banner
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDefaults:
+    """The ``[defaults]`` table: per-feed message options for every feed that does not set them."""
+
+    summary_length: int = DEFAULT_SUMMARY_LENGTH  # 0: no summary
+    feed_image: bool = DEFAULT_FEED_IMAGE  # the feed's own image as the thumbnail of entries without one
 
 
 @dataclass(slots=True)
@@ -110,6 +129,17 @@ class Subscription:
     pause_reason: str | None = None
     source: str = "config"
     alerts_channel: int | None = None  # where notices about this feed go (FeedConfig.alerts_channel)
+    # message options: None means the [defaults] value (MessageDefaults), applied before rendering
+    summary_length: int | None = None
+    feed_image: bool | None = None
+
+    def with_defaults(self, defaults: "MessageDefaults") -> "Subscription":
+        """This subscription with every message option it does not set taken from ``defaults``."""
+        return replace(
+            self,
+            summary_length=defaults.summary_length if self.summary_length is None else self.summary_length,
+            feed_image=defaults.feed_image if self.feed_image is None else self.feed_image,
+        )
 
     @property
     def channel_id(self) -> int | None:

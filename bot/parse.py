@@ -12,6 +12,7 @@ import json
 import re
 import threading
 from collections import OrderedDict
+from dataclasses import replace
 from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import urljoin
 
@@ -19,7 +20,10 @@ import feedparser
 from feedparser.datetimes import _parse_date as _feedparser_date
 
 from bot.errors import ParseError
+from bot.fields import (clean_author, entry_images, fallback_title, feed_image_urls, plain_text, plausible,
+                        title_is_missing, tolerant_date)
 from bot.identity import entry_key, normalise_link
+from bot.images import ChosenImage, ImageCandidate, choose_image, content_images, feed_thumbnail
 from bot.markdown import html_to_markdown, strip_tags
 from bot.models import ParsedEntry, ParsedFeed
 
@@ -126,6 +130,7 @@ def parse_feed(
         entries=tuple(entries),
         warning=warning,
         version=result.get("version") or None,
+        image=feed_thumbnail(feed_image_urls(feed, base)),
     )
 
 
@@ -145,7 +150,7 @@ def _ts(parsed: Any) -> float | None:
 def _entry_from_feedparser(e: Any, position: int, base: str | None,
                            deferred: dict[int, tuple[str, str | None]] | None = None) -> ParsedEntry:
     link = _first_link(e)
-    title = _plain_title(e)
+    raw_title = _plain_title(e)
     html = ""
     content = e.get("content")
     if content:
@@ -155,28 +160,56 @@ def _entry_from_feedparser(e: Any, position: int, base: str | None,
         html = summary_html or html
     html = html[:_MAX_HTML_CHARS]
     guid = e.get("id")
+    chosen = choose_image(entry_images(e, link or base))  # media, enclosures, itunes:image: no HTML needed
     if deferred is not None and ((guid and guid.strip()) or (link and link.strip())):  # entry_key needs no summary
         deferred[position] = (html, link or base)
-        summary, first_img = "", None
+        summary = ""
     else:
-        summary, first_img = summarise_html(html, link or base)
-    author = e.get("author") or (e.get("author_detail") or {}).get("name")
-    author = strip_tags(author) if author else None
-    published = _ts(e.get("published_parsed")) or _ts(e.get("updated_parsed"))
-    updated = _ts(dict.get(e, "updated_parsed"))  # not e.get: feedparser would answer with the published date
+        summary, from_content = summarise_html(html, link or base, image=chosen is None)
+        chosen = chosen or from_content
+    published = _date(e, "published") or _date(e, "updated")
+    updated = _date(e, "updated", own=True)
     date_text = e.get("published") or e.get("updated")
+    title = raw_title
+    if title_is_missing(raw_title, link):
+        title = fallback_title(plain_text(html)) or raw_title
     return ParsedEntry(
-        key=entry_key(guid, link, title, date_text, summary),
+        # the identity key keeps the title as the feed gives it: a derived title must not re-announce old entries
+        key=entry_key(guid, link, raw_title, date_text, summary),
         link_key=normalise_link(link),
         title=title,
         link=link,
         summary=summary,
-        author=author or None,
+        author=_author(e),
         published=published,
         updated=updated,
-        image=_image(e, link or base) or first_img,
+        image=chosen.url if chosen and not chosen.thumbnail else None,
+        thumbnail=chosen.url if chosen and chosen.thumbnail else None,
         position=position,
     )
+
+
+def _date(e: Any, name: str, *, own: bool = False) -> float | None:
+    """``published`` or ``updated`` as Unix time: feedparser's parse, else a tolerant one of the text.
+
+    ``own``: the entry's own field only (feedparser answers ``updated`` with the published date)."""
+    get = (lambda k: dict.get(e, k)) if own else e.get
+    ts = plausible(_ts(get(f"{name}_parsed")))
+    if ts is None:
+        text = get(name)
+        ts = tolerant_date(text) if isinstance(text, str) else None
+    return ts
+
+
+def _author(e: Any) -> str | None:
+    """The entry's author (Atom author, RSS author, dc:creator, itunes:author), a name not an email."""
+    detail = e.get("author_detail") or {}
+    for value in (detail.get("name"), e.get("author"), e.get("itunes_author")):
+        if isinstance(value, str):
+            name = clean_author(strip_tags(value[:1024]))
+            if name:
+                return name
+    return None
 
 
 # HTML elements found in titles that feedparser still calls plain text ("a <br/> b")
@@ -211,24 +244,6 @@ def _first_link(e: Any) -> str | None:
     return link.strip() if link else None
 
 
-def _image(e: Any, base: str | None) -> str | None:
-    candidates: list[str] = []
-    for t in e.get("media_thumbnail", []) or []:
-        if t.get("url"):
-            candidates.append(t["url"])
-    for m in e.get("media_content", []) or []:
-        if m.get("url") and (m.get("medium") == "image" or str(m.get("type", "")).startswith("image/")):
-            candidates.append(m["url"])
-    for l in e.get("enclosures", []) or []:
-        if str(l.get("type", "")).startswith("image/") and l.get("href"):
-            candidates.append(l["href"])
-    for url in candidates:
-        resolved = urljoin(base, url) if base else url
-        if re.match(r"^https?://", resolved, re.I):
-            return resolved
-    return None
-
-
 def _parse_json_feed(body: bytes, url: str | None) -> ParsedFeed:
     nested = "not a feed (the JSON is nested too deeply; a JSON Feed is a few levels deep)"
     try:
@@ -257,26 +272,31 @@ def _json_feed(data: Any, url: str | None) -> ParsedFeed:
         link = item.get("url") if isinstance(item.get("url"), str) else None
         if link and not re.match(r"^https?://", link, re.I):
             link = urljoin(base, link) if base else None
-        title = strip_tags(str(item.get("title") or ""))
+        raw_title = strip_tags(str(item.get("title") or ""))
         raw = item.get("content_html") or item.get("summary") or ""
         if isinstance(raw, str) and raw and not item.get("content_html"):
             raw = raw.replace("&", "&amp;").replace("<", "&lt;")
         if not raw and isinstance(item.get("content_text"), str):
             raw = item["content_text"].replace("&", "&amp;").replace("<", "&lt;").replace("\n", "<br>")
-        summary, first_img = html_to_markdown(str(raw)[:_MAX_HTML_CHARS], link or base)
-        summary = summary[:MAX_SUMMARY_CHARS]
+        html = str(raw)[:_MAX_HTML_CHARS]
+        named = [ImageCandidate(urljoin(base, u.strip()) if base else u.strip(), "media")
+                 for u in (item.get("image"), item.get("banner_image")) if isinstance(u, str) and u.strip()]
+        summary, from_content = summarise_html(html, link or base, image=choose_image(named) is None)
         authors = item.get("authors") or ([item["author"]] if isinstance(item.get("author"), dict) else [])
         author = None
         if authors and isinstance(authors[0], dict):
-            author = strip_tags(str(authors[0].get("name") or "")) or None
+            author = clean_author(strip_tags(str(authors[0].get("name") or "")[:1024]))
         published = _iso_ts(item.get("date_published"))
         updated = _iso_ts(item.get("date_modified"))
-        image = item.get("image") or item.get("banner_image")
-        image = image if isinstance(image, str) and re.match(r"^https?://", image, re.I) else None
+        chosen = choose_image(named) or from_content
+        title = raw_title
+        if title_is_missing(raw_title, link):
+            title = fallback_title(plain_text(html)) or raw_title
         guid = item.get("id")
         entries.append(
             ParsedEntry(
-                key=entry_key(str(guid) if guid is not None else None, link, title, item.get("date_published"), summary),
+                key=entry_key(str(guid) if guid is not None else None, link, raw_title, item.get("date_published"),
+                              summary),
                 link_key=normalise_link(link),
                 title=title,
                 link=link,
@@ -284,7 +304,8 @@ def _json_feed(data: Any, url: str | None) -> ParsedFeed:
                 author=author,
                 published=published or updated,
                 updated=updated,
-                image=image or first_img,
+                image=chosen.url if chosen and not chosen.thumbnail else None,
+                thumbnail=chosen.url if chosen and chosen.thumbnail else None,
                 position=i,
             )
         )
@@ -293,6 +314,7 @@ def _json_feed(data: Any, url: str | None) -> ParsedFeed:
         link=base,
         entries=tuple(entries),
         version="json" + str(data.get("version", "")).rsplit("/", 1)[-1],
+        image=feed_thumbnail([u for u in (data.get("icon"), data.get("favicon")) if isinstance(u, str)]),
     )
 
 
@@ -300,15 +322,27 @@ def _iso_ts(value: Any) -> float | None:
     if not isinstance(value, str):
         return None
     parsed = _feedparser_date(value)  # feedparser's date parser handles RFC 3339 and friends
-    return _ts(parsed)
+    return plausible(_ts(parsed)) or tolerant_date(value)
 
 
-def summarise_html(html: str, base: str | None) -> tuple[str, str | None]:
-    """An entry's stored summary (Markdown, capped) and the first image of its HTML."""
-    summary, first_img = html_to_markdown(html, base)
+def summarise_html(html: str, base: str | None, *, image: bool = True) -> tuple[str, ChosenImage | None]:
+    """An entry's stored summary (Markdown, capped) and the picture among its HTML's <img>
+    elements (with ``image=False``: None, without looking)."""
+    summary, _first_img = html_to_markdown(html, base)  # its first <img> may be a pixel: bot.images decides
     if len(summary) > MAX_SUMMARY_CHARS:
         summary = summary[:MAX_SUMMARY_CHARS]
-    return summary, first_img
+    return summary, choose_image(content_images(html, base)) if image else None
+
+
+def complete_deferred(entry: ParsedEntry, done: tuple[str, ChosenImage | None]) -> ParsedEntry:
+    """An entry that :func:`parse_feed_deferred` left without a summary, with the result of
+    :func:`summarise` for it: the summary, and the content's picture if the entry has no other."""
+    summary, chosen = done
+    if entry.image or entry.thumbnail or chosen is None:
+        return replace(entry, summary=summary)
+    if chosen.thumbnail:
+        return replace(entry, summary=summary, thumbnail=chosen.url)
+    return replace(entry, summary=summary, image=chosen.url)
 
 
 def parse_feed_deferred(
@@ -319,7 +353,7 @@ def parse_feed_deferred(
     return parse_feed(body, headers, url, deferred=deferred), deferred
 
 
-def summarise(items: Sequence[tuple[str, str | None]]) -> list[tuple[str, str | None] | None]:
+def summarise(items: Sequence[tuple[str, str | None]]) -> list[tuple[str, ChosenImage | None] | None]:
     """:func:`summarise_html` of each deferred (html, base); None for one that failed."""
     out: list[tuple[str, str | None] | None] = []
     for html, base in items:

@@ -26,7 +26,7 @@ from bot.counters import Counters, NoCounters
 from bot.errors import FeedError, FeedGone, FetchError, ParseError, StorageError
 from bot.fetch import Fetcher, FetchResult
 from bot.models import Decision, FeedState, Known, ParsedFeed, Policy
-from bot.parse import parse_feed, parse_feed_deferred, summarise
+from bot.parse import complete_deferred, parse_feed, parse_feed_deferred, summarise
 from bot.schedule import next_fetch
 from bot.storage.base import DataRejected, PollOutcome, PollResult, Storage
 
@@ -158,7 +158,7 @@ class ParsePool:
         """:func:`bot.parse.parse_feed_deferred`: summaries left to :meth:`summarise`."""
         return await self.call(url, parse_feed_deferred, body, headers, url)  # type: ignore[no-any-return]
 
-    async def summarise(self, items: Sequence[tuple[str, str | None]], url: str) -> list[tuple[str, str | None] | None]:
+    async def summarise(self, items: Sequence[tuple[str, str | None]], url: str) -> list[tuple[str, Any] | None]:
         return await self.call(url, summarise, list(items))  # type: ignore[no-any-return]
 
     def _too_long(self, url: str) -> ParseError:
@@ -662,7 +662,8 @@ class Poller:
                      extra={"feed": feed.name or feed.url})
         return PollOutcome(
             feed.id, now, nxt, "new", http_status=200, etag=result.etag, last_modified=result.last_modified,
-            body_hash=body_hash, title=parsed.title, link=parsed.link, decision=decision, new_url=new_url,
+            body_hash=body_hash, title=parsed.title, link=parsed.link, image=parsed.image, decision=decision,
+            new_url=new_url,
         )
 
     async def _summarise_new(self, decision: Decision, deferred: dict[int, tuple[str, str | None]],
@@ -675,8 +676,7 @@ class Poller:
         done = await self.parser.summarise([deferred[e.position] for e in todo], url)
         if any(d is None for d in done):
             return None
-        filled = {e.position: replace(e, summary=d[0], image=e.image or d[1])  # type: ignore[index]
-                  for e, d in zip(todo, done)}
+        filled = {e.position: complete_deferred(e, d) for e, d in zip(todo, done)}  # type: ignore[arg-type]
 
         def swap(entries: tuple[Any, ...]) -> tuple[Any, ...]:
             return tuple(filled.get(e.position, e) for e in entries)

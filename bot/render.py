@@ -9,7 +9,9 @@ from typing import Any
 
 from bot import escape, limits
 from bot.identity import normalise_link
-from bot.models import StoredEntry, Subscription
+from bot.markdown import shorten
+from bot.models import DEFAULT_FEED_IMAGE, DEFAULT_SUMMARY_LENGTH, StoredEntry, Subscription
+from bot.urls import discord_url
 
 ELLIPSIS = "…"
 EMBED_COLOR = 0xE67E22
@@ -224,9 +226,8 @@ def iso_timestamp(ts: float) -> str:
 
 
 def _http_url(url: str | None) -> str | None:
-    if url and re.match(r"^https?://", url, re.I) and len(url) <= limits.EMBED_URL and not re.search(r"\s", url):
-        return url
-    return None
+    """A URL Discord accepts in an embed (see bot.urls.discord_url), or None."""
+    return discord_url(url)
 
 
 def allowed_mentions(sub: Subscription | None) -> dict[str, Any]:
@@ -275,12 +276,19 @@ def render_entry(entry: StoredEntry, feed_title: str | None, sub: Subscription |
     except (OverflowError, OSError, ValueError):
         pass
     image = _http_url(entry.image)
+    thumbnail = _http_url(entry.thumbnail)
+    use_feed_image = sub.feed_image if sub and sub.feed_image is not None else DEFAULT_FEED_IMAGE
+    if not image and not thumbnail and use_feed_image:
+        thumbnail = _http_url(entry.feed_image)
     if image:
         embed["image"] = {"url": image}
+    if thumbnail:
+        embed["thumbnail"] = {"url": thumbnail}
     room = limits.EMBED_TOTAL - embed_length(embed)
-    description = defuse_masked_links(entry.summary.strip())
+    length = sub.summary_length if sub and sub.summary_length is not None else DEFAULT_SUMMARY_LENGTH
+    description = defuse_masked_links(entry.summary.strip()) if length > 0 else ""
     if description:
-        embed["description"] = truncate(description, min(limits.EMBED_DESCRIPTION, room))
+        embed["description"] = shorten(description, min(limits.EMBED_DESCRIPTION, room, length))
         if not embed["description"]:
             del embed["description"]
     payload: dict[str, Any] = {"embeds": [embed], "allowed_mentions": allowed_mentions(sub)}

@@ -73,8 +73,10 @@ async def test_dry_run_json_done_criterion(tmp_path, feed_server: FeedServer, se
     assert len(lines) == 10 and len(out.splitlines()) == 10
     expected = list(reversed(SEED_POSTS))  # oldest first, by pubDate
     for line, (title, link, _) in zip(lines, expected):
-        assert set(line) == {"feed", "channel_id", "entry_id", "payload"}
+        assert set(line) == {"feed", "channel_id", "entry_id", "endpoint", "payload"}
         assert line["feed"] == "vsoch" and line["channel_id"] == str(CHANNEL)
+        assert line["endpoint"] == f"POST /channels/{CHANNEL}/messages"
+        assert line["payload"]["enforce_nonce"] is True and 0 < len(line["payload"]["nonce"]) <= 25
         assert line["entry_id"] == link  # the permalink GUID
         embed = line["payload"]["embeds"][0]
         assert embed["title"] == title and embed["url"] == link

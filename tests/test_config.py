@@ -221,6 +221,12 @@ def test_missing_url(write_config) -> None:
     ('polling = 5\n', "polling", "table"),
     ('bogus = 1\n', "bogus", "unknown section"),
     ('[pollng]\ninterval = "1m"\n', "pollng", "unknown section"),
+    ('[defaults]\nsummary_length = 5000\n', "defaults.summary_length", "between 0 and 4096"),
+    ('[defaults]\nsummary_length = -1\n', "defaults.summary_length", "between 0 and 4096"),
+    ('[defaults]\nsummary_length = "short"\n', "defaults.summary_length", "whole number"),
+    ('[defaults]\nfeed_image = "yes"\n', "defaults.feed_image", "true or false"),
+    ('[defaults]\nsumary_length = 100\n', "defaults.sumary_length", "unknown key (known keys: feed_image, summary_length)"),
+    ('defaults = 5\n', "defaults", "table"),
 ])
 def test_one_problem_with_its_key_path(write_config, text, path, words) -> None:
     problem = only_problem(text + GOOD_FEED, write_config)
@@ -244,11 +250,36 @@ def test_one_problem_with_its_key_path(write_config, text, path, words) -> None:
     ('url = "https://a.example/f"\nchannels = [1]\nchanels = [1]', "feeds[0].chanels", "unknown key"),
     ('url = "https://a.example/f"\nchannels = [1]\nmention_roles = ["x"]', "feeds[0].mention_roles", "Discord id"),
     ('url = "https://a.example/f"\nwebhooks = ["not a name"]', "feeds[0].webhooks", "environment"),
+    ('url = "https://a.example/f"\nchannels = [1]\nsummary_length = 4097', "feeds[0].summary_length", "between"),
+    ('url = "https://a.example/f"\nchannels = [1]\nfeed_image = 1', "feeds[0].feed_image", "true or false"),
 ])
 def test_feed_problems_name_their_key_path(write_config, feed, path, words) -> None:
     problem = only_problem(f"[[feeds]]\n{feed}\n", write_config)
     assert problem.startswith(path + ":"), problem
     assert words.lower() in problem.lower(), problem
+
+
+def test_defaults_table_and_a_feeds_own_message_options(write_config) -> None:
+    config = load_config(write_config(f"""
+        [defaults]
+        summary_length = 200
+        feed_image = true
+
+        [[feeds]]
+        url = "https://a.example/feed.xml"
+        channels = [{CHANNEL}]
+        summary_length = 0
+
+        [[feeds]]
+        url = "https://b.example/feed.xml"
+        channels = [{CHANNEL}]
+    """))
+    assert (config.defaults.summary_length, config.defaults.feed_image) == (200, True)
+    a, b = config.feeds
+    assert (a.summary_length, a.feed_image) == (0, None)  # its own 0 wins; feed_image comes from [defaults]
+    assert (b.summary_length, b.feed_image) == (None, None)
+    plain = load_config(write_config(GOOD_FEED))
+    assert (plain.defaults.summary_length, plain.defaults.feed_image) == (500, False)
 
 
 def test_webhook_url_in_the_file_is_refused_without_echoing_it(write_config) -> None:

@@ -62,7 +62,7 @@ def check_files(paths: list[str]) -> list[tuple[str, str, str]]:
     from bot import limits
     from bot.errors import ParseError
     from bot.markdown import MAX_OUTPUT_CHARS, shorten
-    from bot.models import StoredEntry
+    from bot.models import MAX_SUMMARY_LENGTH, StoredEntry, Subscription
     from bot.parse import parse_feed
     from bot.render import render_digest, render_entry, thread_name
     from tests.discord_markdown import read
@@ -77,11 +77,15 @@ def check_files(paths: list[str]) -> list[tuple[str, str, str]]:
                 out.append((path, "not a feed", str(exc)[:200]))
                 continue
             stored = [StoredEntry(id=i + 1, feed_id=1, key=e.key, title=e.title, link=e.link, summary=e.summary,
-                                  author=e.author, published=e.published, image=e.image, first_seen=1_700_000_000.0)
+                                  author=e.author, published=e.published, image=e.image, first_seen=1_700_000_000.0,
+                                  thumbnail=e.thumbnail, feed_image=parsed.image)
                       for i, e in enumerate(parsed.entries)]
             problems = []
-            for entry in stored:
-                payload = render_entry(entry, parsed.title)
+            # every other entry with the feed's image as its fallback thumbnail and the longest summary
+            with_feed_image = Subscription(id=1, feed_id=1, target="channel:1", feed_image=True,
+                                           summary_length=MAX_SUMMARY_LENGTH)
+            for i, entry in enumerate(stored):
+                payload = render_entry(entry, parsed.title, with_feed_image if i % 2 else None)
                 problems += _limit_problems(payload)
                 if len(entry.summary) > MAX_OUTPUT_CHARS:
                     problems.append(f"summary {len(entry.summary)} > {MAX_OUTPUT_CHARS}")
@@ -119,7 +123,21 @@ def _limit_problems(payload: dict) -> list[str]:
             problems.append("embed total > 6000")
         if not e.get("title"):
             problems.append("empty title")
+        urls = [e.get("url"), e.get("image", {}).get("url"), e.get("thumbnail", {}).get("url")]
+        problems += [f"URL {u!r} not well-formed" for u in urls if u is not None and not _well_formed(u)]
     return problems
+
+
+def _well_formed(url: str) -> bool:
+    """What Discord accepts: http(s), lower-case scheme and host, ASCII without spaces or controls."""
+    from urllib.parse import urlsplit
+
+    from bot.urls import discord_url
+
+    parts = urlsplit(url)
+    return (url.startswith(("http://", "https://")) and parts.netloc == parts.netloc.lower() and url.isascii()
+            and not any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url) and len(url) <= 2048
+            and discord_url(url) == url)
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ from aiohttp.abc import AbstractResolver
 
 from bot.app import Herald
 from bot.fetch import Fetcher
+from bot.models import DEFAULT_SUMMARY_LENGTH
 from bot.storage.base import FeedInfo
 from tests import hostile
 from tests.faultkit import RecordingSink, SimClock, herald_config, record, tally
@@ -427,7 +428,7 @@ async def test_five_megabyte_entries(tmp_path, server):
         assert [m.titles[0] for m in msgs] == ["Post 3", "Post 4"]
         for m in msgs:
             embed = m.payload["embeds"][0]
-            assert 1000 < len(embed["description"]) <= 4096
+            assert DEFAULT_SUMMARY_LENGTH // 2 < len(embed["description"]) <= DEFAULT_SUMMARY_LENGTH
         lost, duplicated = tally(rig.victim_announced(), ["Post 2", "Post 3", "Post 4"])
         assert (lost, duplicated) == (0, 0)
     finally:

@@ -171,6 +171,59 @@ async def test_migrations_are_idempotent(backend: Backend) -> None:
         assert [r[0] for r in rows] == list(range(1, len(MIGRATIONS) + 1))
 
 
+async def test_an_old_database_gains_the_thumbnail_and_feed_image_columns(backend: Backend) -> None:
+    """A database at schema 1 (before thumbnails): opening it adds the columns, keeps every row."""
+    st = backend.storage
+    feed_id = await channel_feed(st)
+    await poll(st, feed_id, [entry(1)], first=True, backfill=1)
+    await st.db.execute("ALTER TABLE entries DROP COLUMN thumbnail")
+    await st.db.execute("ALTER TABLE feeds DROP COLUMN image")
+    if backend.kind == "sqlite":
+        await st.db.execute("PRAGMA user_version = 1")
+    else:
+        await st.db.execute("DELETE FROM herald_schema WHERE version > 1")
+    await st.close()
+    again = await backend.another()
+    [old] = await again.recent(guild_id=None, feed_id=feed_id, limit=5)
+    assert old.title == "Post 1" and old.thumbnail is None and old.feed_image is None
+    await poll(again, feed_id, [entry(2)], NOW + 1)
+    assert await count(again, "SELECT COUNT(*) FROM entries WHERE thumbnail IS NULL") == 2
+
+
+async def test_thumbnail_and_feed_image_reach_the_delivery(backend: Backend) -> None:
+    st = backend.storage
+    feed_id = await channel_feed(st)
+    e = ParsedEntry(key="id:t", link_key="https://example.com/t", title="T", link="https://example.com/t", summary="S",
+                    published=NOW - 5, thumbnail="https://cdn.example/avatar.png")
+    keys, links = await st.known(feed_id, [e.key], [e.link_key])
+    d = decide(Known(True, frozenset(keys), frozenset(links)), [e], Policy(1, 10), NOW)
+    await st.apply_polls([PollOutcome(feed_id=feed_id, now=NOW, next_fetch=NOW + 600, status="new", http_status=200,
+                                      title="Feed", image="https://cdn.example/logo.png", decision=d)])
+    claimed = await st.claim_delivery(f"channel:{C1}", NOW, 60)
+    assert claimed is not None
+    [got] = claimed.entries
+    assert got.thumbnail == "https://cdn.example/avatar.png" and got.image is None
+    assert got.feed_image == "https://cdn.example/logo.png"
+    [again] = await st.get_entries([got.id])
+    assert again.thumbnail == got.thumbnail and again.feed_image == got.feed_image
+    # a later poll without a feed image keeps the one known
+    await st.apply_polls([PollOutcome(feed_id=feed_id, now=NOW + 1, next_fetch=NOW + 600, status="new", http_status=200)])
+    [kept] = await st.get_entries([got.id])
+    assert kept.feed_image == "https://cdn.example/logo.png"
+
+
+async def test_message_options_keep_an_explicit_zero_and_false(backend: Backend) -> None:
+    st = backend.storage
+    feeds = [FeedConfig(url="https://example.com/a.xml", name="a", channels=(C1,), summary_length=0, feed_image=False),
+             FeedConfig(url="https://example.com/b.xml", name="b", channels=(C2,), summary_length=120, feed_image=True),
+             FeedConfig(url="https://example.com/c.xml", name="c", channels=(C3,))]
+    await st.sync_config_feeds(feeds, NOW)
+    subs = {s.target: s for s in await st.subscriptions()}
+    assert (subs[f"channel:{C1}"].summary_length, subs[f"channel:{C1}"].feed_image) == (0, False)
+    assert (subs[f"channel:{C2}"].summary_length, subs[f"channel:{C2}"].feed_image) == (120, True)
+    assert (subs[f"channel:{C3}"].summary_length, subs[f"channel:{C3}"].feed_image) == (None, None)  # [defaults] decide
+
+
 @requires_pg
 async def test_postgres_concurrent_first_open_migrates_once(pg_schema: str) -> None:
     from bot.storage.postgres import MIGRATIONS, PostgresStorage

@@ -30,6 +30,7 @@ class PollOutcome:
     body_hash: str | None = None
     title: str | None = None
     link: str | None = None
+    image: str | None = None  # the feed's own image or logo
     error: str | None = None
     decision: Decision | None = None
     new_url: str | None = None  # after a permanent redirect

@@ -30,6 +30,7 @@ from bot.storage.base import DataRejected, SearchHit, SearchPage
 from bot.storage.db import Row
 from bot.storage.search import query_terms
 from bot.storage.sql import _ENTRY_COLS, _FEED_NAME, SqlStorage, _entry
+from bot.storage.sql import ENTRY_COLUMNS as _N
 
 T = TypeVar("T")
 
@@ -417,8 +418,13 @@ async def _migration_1(conn: asyncpg.Connection, db: PostgresDB) -> None:
     await conn.execute("INSERT INTO kv (key, value) VALUES ('search_fold', $1)", fold)
 
 
+async def _migration_2(conn: asyncpg.Connection, db: PostgresDB) -> None:
+    await conn.execute("ALTER TABLE entries ADD COLUMN thumbnail TEXT; ALTER TABLE feeds ADD COLUMN image TEXT")
+
+
 MIGRATIONS: list[Callable[[asyncpg.Connection, PostgresDB], Awaitable[None]]] = [
     _migration_1,  # 1: the initial schema, as SQLite's, with full-text search
+    _migration_2,  # 2: an entry's thumbnail and the feed's own image, as SQLite's
 ]
 
 
@@ -495,6 +501,7 @@ class PostgresStorage(SqlStorage):
             " ORDER BY h.rank DESC, COALESCE(e.published, e.first_seen) DESC, e.id DESC",
             (*terms, *args, limit, offset),
         )
-        hits = [SearchHit(entry=_entry(r, r[10], r[11]), feed_name=r[11], snippet=r[13] or "", rank=float(r[12]))
+        hits = [SearchHit(entry=_entry(r, r[_N], r[_N + 1]), feed_name=r[_N + 1], snippet=r[_N + 3] or "",
+                          rank=float(r[_N + 2]))
                 for r in rows]
         return SearchPage(total, hits)

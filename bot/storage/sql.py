@@ -12,13 +12,16 @@ from bot.storage.base import ClaimedDelivery, FeedInfo, PollOutcome, PollResult,
 from bot.storage.db import Conn, Database
 from bot.storage.normalise import MAX_TITLE_CHARS, clean_optional, lookup_keys, normalise_outcome
 
-_ENTRY_COLS = "e.id, e.feed_id, e.key, e.title, e.link, e.summary, e.author, e.published, e.image, e.first_seen"
+_ENTRY_COLS = ("e.id, e.feed_id, e.key, e.title, e.link, e.summary, e.author, e.published, e.image, e.first_seen,"
+               " e.thumbnail")
+ENTRY_COLUMNS = 11  # columns in _ENTRY_COLS; what a query selects after them starts at this index
 _FEED_NAME = "COALESCE(f.name, f.title, f.url)"
 DEFAULT_INTERVAL_KEY = "polling_interval"  # the [polling] interval the feeds were last scheduled with
 
 
-def _entry(row: Sequence[Any], feed_title: str | None = None, feed_name: str | None = None) -> StoredEntry:
-    return StoredEntry(*row[:10], feed_title=feed_title, feed_name=feed_name)
+def _entry(row: Sequence[Any], feed_title: str | None = None, feed_name: str | None = None,
+           feed_image: str | None = None) -> StoredEntry:
+    return StoredEntry(*row[:10], feed_title=feed_title, feed_name=feed_name, thumbnail=row[10], feed_image=feed_image)
 
 
 def _options(sub_cfg: FeedConfig | None = None, **kw: Any) -> str:
@@ -30,9 +33,16 @@ def _options(sub_cfg: FeedConfig | None = None, **kw: Any) -> str:
             "username": sub_cfg.username,
             "avatar_url": sub_cfg.avatar_url,
             "alerts_channel": sub_cfg.alerts_channel,
+            "summary_length": sub_cfg.summary_length,  # None: [defaults] decides, when delivering
+            "feed_image": sub_cfg.feed_image,
         }
     opts.update(kw)
-    return json.dumps({k: v for k, v in opts.items() if v not in (None, [], False)}, sort_keys=True)
+    # message options keep an explicit false or 0 (it overrides [defaults]); for the others it is the default
+    return json.dumps({k: v for k, v in opts.items()
+                       if v is not None and v != [] and (v is not False or k in _MESSAGE_OPTIONS)}, sort_keys=True)
+
+
+_MESSAGE_OPTIONS = frozenset({"summary_length", "feed_image"})
 
 
 def _subscription(row: Sequence[Any]) -> Subscription:
@@ -43,6 +53,7 @@ def _subscription(row: Sequence[Any]) -> Subscription:
         mention_roles=tuple(opts.get("mention_roles", ())), create_thread=bool(opts.get("create_thread")),
         username=opts.get("username"), avatar_url=opts.get("avatar_url"),
         paused=bool(paused), pause_reason=reason, source=source, alerts_channel=opts.get("alerts_channel"),
+        summary_length=opts.get("summary_length"), feed_image=opts.get("feed_image"),
     )
 
 
@@ -398,8 +409,9 @@ class SqlStorage:
             "UPDATE feeds SET last_fetch = ?, last_success = ?, last_error = NULL, last_status = ?, error_count = 0,"
             " first_error_at = NULL, next_fetch = ?, lease_until = 0, etag = COALESCE(?, etag),"
             " last_modified = COALESCE(?, last_modified), body_hash = COALESCE(?, body_hash),"
-            " title = COALESCE(?, title), link = COALESCE(?, link) WHERE id = ?",
-            (o.now, o.now, o.http_status, o.next_fetch, o.etag, o.last_modified, o.body_hash, o.title, o.link, o.feed_id),
+            " title = COALESCE(?, title), link = COALESCE(?, link), image = COALESCE(?, image) WHERE id = ?",
+            (o.now, o.now, o.http_status, o.next_fetch, o.etag, o.last_modified, o.body_hash, o.title, o.link, o.image,
+             o.feed_id),
         )
         if o.new_url:
             taken = await tx.fetchone("SELECT id FROM feeds WHERE url = ?", (o.new_url,))
@@ -417,9 +429,11 @@ class SqlStorage:
         if not d.new:
             return res
         ids = await tx.insert_many_returning(
-            "INSERT INTO entries (feed_id, key, link_key, title, link, summary, author, published, updated, image, first_seen)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (feed_id, key) DO NOTHING RETURNING id",
-            [(o.feed_id, e.key, e.link_key, e.title, e.link, e.summary, e.author, e.published, e.updated, e.image, o.now)
+            "INSERT INTO entries (feed_id, key, link_key, title, link, summary, author, published, updated, image,"
+            " thumbnail, first_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (feed_id, key) DO NOTHING"
+            " RETURNING id",
+            [(o.feed_id, e.key, e.link_key, e.title, e.link, e.summary, e.author, e.published, e.updated, e.image,
+              e.thumbnail, o.now)
              for e in d.new],
         )
         id_by_key = {e.key: i for e, i in zip(d.new, ids, strict=True) if i is not None}
@@ -477,13 +491,14 @@ class SqlStorage:
             assert sub_row is not None  # nosec B101 # narrows a type: RETURNING/foreign key guarantee the row
             sub = _subscription(sub_row)
             ids = json.loads(entry_ids) if kind == "digest" else [entry_id]
-            feed = await tx.fetchone(f"SELECT f.title, {_FEED_NAME} FROM feeds f WHERE f.id = ?", (sub.feed_id,))  # nosec B608 # constant SQL fragments; values are bound
+            feed = await tx.fetchone(f"SELECT f.title, {_FEED_NAME}, f.image FROM feeds f WHERE f.id = ?", (sub.feed_id,))  # nosec B608 # constant SQL fragments; values are bound
             feed_title = (feed[0] or feed[1]) if feed else None
             feed_name = feed[1] if feed else None
+            feed_image = feed[2] if feed else None
             entry_rows = await tx.fetchall(
                 f"SELECT {_ENTRY_COLS} FROM entries e WHERE {self._in_list('e.id')}", (self._list_param(ids),)  # nosec B608 # constant SQL fragments; values are bound
             )
-        by_id = {r[0]: _entry(r, feed_title, feed_name) for r in entry_rows}
+        by_id = {r[0]: _entry(r, feed_title, feed_name, feed_image) for r in entry_rows}
         entries = [by_id[i] for i in ids if i in by_id]
         delivery = Delivery(id=did, subscription_id=sub_id, entry_ids=tuple(ids), kind=kind, attempts=attempts + 1)
         return ClaimedDelivery(delivery, sub, entries, feed_title)
@@ -563,21 +578,23 @@ class SqlStorage:
 
     async def get_entries(self, entry_ids: Sequence[int]) -> list[StoredEntry]:
         rows = await self.db.fetchall(
-            f"SELECT {_ENTRY_COLS}, f.title, {_FEED_NAME} FROM entries e JOIN feeds f ON f.id = e.feed_id"  # nosec B608 # constant SQL fragments; values are bound
+            f"SELECT {_ENTRY_COLS}, f.title, {_FEED_NAME}, f.image FROM entries e JOIN feeds f ON f.id = e.feed_id"  # nosec B608 # constant SQL fragments; values are bound
             f" WHERE {self._in_list('e.id')}",
             (self._list_param(list(entry_ids)),),
         )
-        by_id = {r[0]: _entry(r, r[10], r[11]) for r in rows}
+        n = ENTRY_COLUMNS
+        by_id = {r[0]: _entry(r, r[n], r[n + 1], r[n + 2]) for r in rows}
         return [by_id[i] for i in entry_ids if i in by_id]
 
     async def recent(self, *, guild_id: int | None, feed_id: int | None, limit: int) -> list[StoredEntry]:
         where, args = self._guild_scope(guild_id, feed_id)
         rows = await self.db.fetchall(
-            f"SELECT {_ENTRY_COLS}, f.title, {_FEED_NAME} FROM entries e JOIN feeds f ON f.id = e.feed_id WHERE {where}"  # nosec B608 # constant SQL fragments; values are bound
-            " ORDER BY COALESCE(e.published, e.first_seen) DESC, e.id DESC LIMIT ?",
+            f"SELECT {_ENTRY_COLS}, f.title, {_FEED_NAME}, f.image FROM entries e JOIN feeds f ON f.id = e.feed_id"  # nosec B608 # constant SQL fragments; values are bound
+            f" WHERE {where} ORDER BY COALESCE(e.published, e.first_seen) DESC, e.id DESC LIMIT ?",
             (*args, limit),
         )
-        return [_entry(r, r[10], r[11]) for r in rows]
+        n = ENTRY_COLUMNS
+        return [_entry(r, r[n], r[n + 1], r[n + 2]) for r in rows]
 
     async def search(
         self, query: str, *, guild_id: int | None = None, feed_id: int | None = None, since: float | None = None,

@@ -116,6 +116,11 @@ MIGRATIONS: list[str] = [
     END;
     CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
+    # 2: an entry's thumbnail (an image too narrow for the large image) and the feed's own image
+    """
+    ALTER TABLE entries ADD COLUMN thumbnail TEXT;
+    ALTER TABLE feeds ADD COLUMN image TEXT;
+    """,
 ]
 
 _TITLE_WEIGHT = 8.0

@@ -12,6 +12,7 @@ from discord.ext import commands
 from bot import escape, limits
 from bot.errors import UserError
 from bot.manage import already_in_channel, check_quota, preview_entry, resolve_feed, validate_feed_url
+from bot.models import Subscription
 from bot.render import EMBED_COLOR, render_entry, truncate
 from bot.storage.base import FeedInfo
 from cogs.common import feed_name, feed_names, shown_url, when
@@ -54,6 +55,10 @@ class FeedsCog(commands.GroupCog, group_name="feed", group_description="Manage t
         self.bot = bot
         self.names = feed_names(bot)
         super().__init__()
+
+    def _preview_subscription(self) -> Subscription:
+        """Previews render as a feed added from Discord will be announced: with the [defaults]."""
+        return Subscription(0, 0, "preview").with_defaults(self.bot.config.defaults)
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:  # type: ignore[override]
         # Checked at run time too: the default permission can be overridden per server.
@@ -103,7 +108,7 @@ class FeedsCog(commands.GroupCog, group_name="feed", group_description="Manage t
         entry = preview_entry(checked.feed)
         embeds = []
         if entry is not None:
-            payload = render_entry(entry, checked.feed.title)
+            payload = render_entry(entry, checked.feed.title, self._preview_subscription())
             embeds = [discord.Embed.from_dict(payload["embeds"][0])]
             text += "\nThe newest entry will look like this:"
         await interaction.followup.send(text, embeds=embeds, ephemeral=True)
@@ -184,7 +189,7 @@ class FeedsCog(commands.GroupCog, group_name="feed", group_description="Manage t
         entries = await self.bot.storage.recent(guild_id=interaction.guild_id, feed_id=info.id, limit=1)
         if not entries:
             raise UserError(f"**{feed_name(info.name)}** has no stored entries yet; it is fetched {when(info.next_fetch)}.")
-        payload = render_entry(entries[0], entries[0].feed_title or info.title)
+        payload = render_entry(entries[0], entries[0].feed_title or info.title, self._preview_subscription())
         await interaction.response.send_message(
             "Preview of the newest announcement:", embeds=[discord.Embed.from_dict(e) for e in payload["embeds"]],
             ephemeral=True)
