@@ -339,7 +339,8 @@ def _escape_line_start(line: str) -> str:
         i = 1
         while i < len(line) and i < 12 and line[i].isdigit():
             i += 1
-        if i < len(line) and line[i] in ".)":
+        # "1. " (or "1." alone) would start a list; "3.9.0" and "2.5x" would not
+        if i < len(line) and line[i] in ".)" and not line[i + 1:i + 2].strip():
             return line[:i] + "\\" + line[i:]
     return line
 

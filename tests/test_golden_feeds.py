@@ -222,6 +222,7 @@ def test_gulp_avatar_is_the_thumbnail_not_the_large_image() -> None:
         assert "image" not in e
         assert e["thumbnail"]["url"].startswith("https://avatars3.githubusercontent.com/")
         assert e["author"] == {"name": "contra"}
+    assert [e["description"] for e in embeds("real-world/gulp-atom.atom")] == ["3.9.0", "3.8.11", "3.8.10"]
 
 
 def test_giantbomb_and_itunes_episode_images() -> None:

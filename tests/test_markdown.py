@@ -455,3 +455,12 @@ def test_a_layout_table_shows_its_cells_as_blocks() -> None:
     assert out == "Hello,\n\n- **Bedrock only.**\n\nIf you play\n\nsubmitted by [u](https://r.example/u)"
     # a cell with one paragraph is still a data cell
     assert md("<table><tr><td><p>Bob</p></td><td>9</td></tr></table>") == "Bob · 9"
+
+
+def test_a_number_at_a_line_start_is_escaped_only_where_it_would_start_a_list() -> None:
+    # gulp's release notes are "3.9.0": "3\.9.0" showed the same but read badly in --json and preview
+    assert md("<p>3.9.0</p>") == "3.9.0" and md("<p>2.5x faster</p>") == "2.5x faster"
+    assert md("<p>1. item</p>") == "1\\. item" and md("<p>12) x</p>") == "12\\) x" and md("<p>1.</p>") == "1\\."
+    assert md("<p>1.\u00a0item</p>").startswith("1\\.")
+    for html in ("<p>3.9.0</p>", "<p>1. item</p>", "<p>1.</p>"):
+        assert read(md(html)).of("list") == []
