@@ -63,6 +63,7 @@ FEEDS: dict[str, str] = {
     "real-world/feed-google-blog.xml": "https://blog.google/rss/",
     "real-world/lemon24-full.atom": "https://feeds.example/full.atom",
     "lemon24-full.json": "https://feeds.example/full.json",
+    "feedparser-entry_id_no_normalization_4.xml": "https://feeds.example/atom.xml",
     "hand-made/mastodon-statuses.rss": "https://social.example/@ada.rss",
     "hand-made/github-commits.atom": "https://github.com/herald-example/herald/commits/main.atom",
     "hand-made/github-releases.atom": "https://github.com/herald-example/herald/releases.atom",
@@ -211,6 +212,21 @@ def test_many_links_has_no_flare_button_or_counter() -> None:
     assert embeds("real-world/many-links.rss")[0].get("image") is None
 
 
+def test_whole_summaries_fence_code_and_drop_junk_links() -> None:
+    # past the 500 characters an announcement shows, the stored summary (also /search's text) is right too
+    [frobber] = [e for e in parse("real-world/many-links.rss").entries if "Add Frobber" in e.summary]
+    blocks = read(frobber.summary).of("codeblock")
+    assert any(b.text.startswith("Add Frobber to the list of available widgets.\n\nThis allows") for b in blocks)
+    assert "    Add Frobber" not in frobber.summary
+    guardian = parse("real-world/guardian.rss").entries
+    assert len(guardian) > 20
+    for e in guardian:  # every description ended with a "Continue reading..." link; two had mailto: links
+        assert "Continue reading" not in e.summary and "mailto:" not in e.summary
+    assert any("- And email Scott here" in e.summary for e in guardian)
+    wapo = parse("real-world/wapowellness.xml").entries
+    assert wapo and not [e for e in wapo if "Read full article" in e.summary]  # the "Read full article >>" teaser
+
+
 def test_feedburner_atom_bold_is_followed_by_its_comma() -> None:
     desc = embeds("real-world/feedburner.atom")[0]["description"]
     assert desc.startswith("After **November 2016**, all releases")
@@ -307,6 +323,12 @@ def test_lemon24_fixtures() -> None:
     [second, first] = embeds("lemon24-full.json")
     assert second["description"] == "Content with [link](http://example.com/)"
     assert first["author"] == {"name": "Jane"}
+
+
+def test_upper_case_scheme_link_goes_out_well_formed() -> None:
+    # feedparser's own test: the entry's only link is HTTP://www.example.org/thing
+    [e] = embeds("feedparser-entry_id_no_normalization_4.xml")
+    assert e["url"] == "http://www.example.org/thing"
 
 
 # --- hand-made feeds ---------------------------------------------------------------------------------------------
