@@ -11,9 +11,9 @@ small, bounded scan of its own.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from html.parser import HTMLParser
-from typing import Iterable, Sequence
 from urllib.parse import urljoin, urlsplit
 
 from bot.urls import discord_url
