@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from urllib.parse import urlsplit
 from pathlib import Path
 from typing import Any
 
@@ -118,9 +119,23 @@ def spoofed_links(markdown: str) -> list[tuple[str, str]]:
     bad = []
     for text, target in masked_links(markdown):
         shown = re.sub(r"[*_~`|\[\]<>]", "", unescape(text)).strip()
-        if _LOOKS_LIKE_URL.search(shown) and normalise_link(shown) != normalise_link(target):
+        bare = _BARE_HOST.match(shown)
+        if bare and not _SCHEMED.search(shown) and urlsplit(target).hostname:
+            # a bare host ("good.example/a") tells where the link goes: only another host misleads
+            if _no_www(bare.group(1)) != _no_www(urlsplit(target).hostname or ""):
+                bad.append((text, target))
+        elif _LOOKS_LIKE_URL.search(shown) and normalise_link(shown) != normalise_link(target):
             bad.append((text, target))
     return bad
+
+
+_SCHEMED = re.compile(r"[a-z][a-z0-9+.-]*:/{1,3}\S|www\.\S", re.I)
+_BARE_HOST = re.compile(r"^((?:[\w-]+\.)+[a-z]{2,})(?::\d+)?(?:/\S*)?$", re.I)
+
+
+def _no_www(host: str) -> str:
+    host = host.lower().rstrip(".")
+    return host[4:] if host.startswith("www.") else host
 
 
 def active_markdown(title: str) -> str | None:
