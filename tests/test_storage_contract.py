@@ -413,7 +413,7 @@ async def test_claim_due_feeds_honours_next_fetch_pause_and_lease(backend: Backe
     assert await st.claim_due_feeds(NOW + 100, 10, 60) == []
     got = await st.claim_due_feeds(NOW + 610, 10, 60)  # f2's second lease is over too; earliest due first
     assert [f.id for f in got] == [f2, f1]
-    assert got[1].has_entries and got[1].title == "Feed title" and not got[0].has_entries
+    assert got[1].last_success is not None and got[1].title == "Feed title" and got[0].last_success is None
     # limit: one at a time, the earliest due first
     await st.set_paused(f3, False)
     assert [f.id for f in await st.claim_due_feeds(NOW + 5000, 1, 60)] == [f3]
@@ -687,7 +687,7 @@ async def test_add_feed_backfills_a_new_subscription_from_stored_entries(backend
                             now=NOW)
     assert await st.claim_delivery(f"channel:{C3}", NOW, 60) is None
     [state] = [f for f in await st.claim_due_feeds(NOW, 10, 60) if f.id == new]
-    assert state.backfill == 3 and not state.has_entries
+    assert state.backfill == 3 and state.last_success is None
 
 
 async def test_recent_newest_first_with_guild_scope(backend: Backend) -> None:
