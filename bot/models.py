@@ -131,7 +131,7 @@ class Subscription:
     summary_length: int | None = None
     feed_image: bool | None = None
 
-    def with_defaults(self, defaults: "MessageDefaults") -> "Subscription":
+    def with_defaults(self, defaults: MessageDefaults) -> Subscription:
         """This subscription with every message option it does not set taken from ``defaults``."""
         return replace(
             self,

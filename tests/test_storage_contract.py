@@ -7,7 +7,8 @@ import asyncio
 import os
 import secrets
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import pytest
 
@@ -207,7 +208,8 @@ async def test_thumbnail_and_feed_image_reach_the_delivery(backend: Backend) -> 
     [again] = await st.get_entries([got.id])
     assert again.thumbnail == got.thumbnail and again.feed_image == got.feed_image
     # a later poll without a feed image keeps the one known
-    await st.apply_polls([PollOutcome(feed_id=feed_id, now=NOW + 1, next_fetch=NOW + 600, status="new", http_status=200)])
+    await st.apply_polls([PollOutcome(feed_id=feed_id, now=NOW + 1, next_fetch=NOW + 600, status="new",
+                                      http_status=200)])
     [kept] = await st.get_entries([got.id])
     assert kept.feed_image == "https://cdn.example/logo.png"
 
@@ -656,7 +658,8 @@ async def test_list_and_find_feeds_per_guild(backend: Backend) -> None:
     assert [f.id for f in await st.list_feeds(G2)] == [f2]
     assert sorted(f.id for f in await st.list_feeds()) == sorted([f1, f2])
     [info] = await st.list_feeds(G1)
-    assert (info.name, info.url, info.entries, info.targets) == ("Alpha", "https://one.example/feed", 2, [f"channel:{C1}"])
+    assert (info.name, info.url, info.entries, info.targets) == ("Alpha", "https://one.example/feed", 2,
+                                                                 [f"channel:{C1}"])
     assert info.title == "Feed title"
     for key in ("alpha", "https://one.example/feed", str(f1)):
         found = await st.find_feed(key, G1)
@@ -803,7 +806,7 @@ async def test_search_quoting_operators_are_text(backend: Backend) -> None:
 
 async def test_search_guild_feed_and_since_scopes(backend: Backend) -> None:
     st = backend.storage
-    f1, f2 = await _search_corpus(st)
+    _f1, f2 = await _search_corpus(st)
     assert (await st.search("kubernetes", guild_id=G1)).total == 2
     assert [h.entry.feed_id for h in (await st.search("kubernetes", guild_id=G2)).hits] == [f2]
     assert (await st.search("kubernetes")).total == 3
@@ -965,7 +968,8 @@ async def _columns(backend: Backend) -> dict[str, list[str]]:
     st = backend.storage
     if backend.kind == "sqlite":
         tables = [r[0] for r in await st.db.fetchall(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'entries_fts%' AND name NOT LIKE 'sqlite_%'")]
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'entries_fts%'"
+            " AND name NOT LIKE 'sqlite_%'")]
         return {t: sorted(r[1] for r in await st.db.fetchall(f"PRAGMA table_info({t})")) for t in tables}
     rows = await st.db.fetchall(
         "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema()"

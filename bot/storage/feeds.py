@@ -37,11 +37,11 @@ class SqlFeeds:
             feed_id = int(row[0])
             if fields:
                 sets = ", ".join(f"{k} = ?" for k in fields)
-                await tx.execute(f"UPDATE feeds SET {sets} WHERE id = ?", (*fields.values(), feed_id))  # nosec B608 # constant SQL fragments; values are bound
+                await tx.execute(f"UPDATE feeds SET {sets} WHERE id = ?", (*fields.values(), feed_id))  # nosec B608 # constant SQL; values are bound
             return feed_id
         cols = ["url", "created", *fields]
         row = await tx.fetchone(
-            f"INSERT INTO feeds ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"  # nosec B608 # constant SQL fragments; values are bound
+            f"INSERT INTO feeds ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})"  # nosec B608 # constant SQL; values are bound
             " ON CONFLICT (url) DO NOTHING RETURNING id",
             (url, now, *fields.values()),
         )
@@ -53,7 +53,9 @@ class SqlFeeds:
         self, tx: Conn, feed_id: int, target: str, *, guild_id: int | None, name: str | None, source: str,
         options: str, now: float,
     ) -> tuple[int, bool]:
-        row = await tx.fetchone("SELECT id, active FROM subscriptions WHERE feed_id = ? AND target = ?", (feed_id, target))
+        row = await tx.fetchone(
+            "SELECT id, active FROM subscriptions WHERE feed_id = ? AND target = ?", (feed_id, target)
+        )
         if row:
             await tx.execute(
                 "UPDATE subscriptions SET active = 1, source = ?, options = ?, name = ?,"
@@ -111,13 +113,14 @@ class SqlFeeds:
             # feeds that no longer have any active subscription are not polled
             await tx.execute(
                 "UPDATE feeds SET source = 'discord' WHERE source = 'config' AND "
-                "NOT EXISTS (SELECT 1 FROM subscriptions s WHERE s.feed_id = feeds.id AND s.source = 'config' AND s.active = 1)"
+                "NOT EXISTS (SELECT 1 FROM subscriptions s"
+                " WHERE s.feed_id = feeds.id AND s.source = 'config' AND s.active = 1)"
             )
 
     @staticmethod
     async def _reschedule(tx: Conn, where: str, args: Sequence[Any], interval: float) -> None:
         await tx.execute(
-            f"UPDATE feeds SET next_fetch = last_fetch + ? WHERE {where}"  # nosec B608 # constant SQL fragments; values are bound
+            f"UPDATE feeds SET next_fetch = last_fetch + ? WHERE {where}"  # nosec B608 # constant SQL; values are bound
             " AND last_fetch IS NOT NULL AND error_count = 0",
             (interval, *args),
         )
@@ -142,12 +145,14 @@ class SqlFeeds:
             if created and not fresh_feed and backfill > 0:
                 # the feed is polled already: backfill this new subscription from what is stored
                 rows = await tx.fetchall(
-                    "SELECT id FROM entries WHERE feed_id = ? ORDER BY COALESCE(published, first_seen) DESC, id DESC LIMIT ?",
+                    "SELECT id FROM entries WHERE feed_id = ? ORDER BY COALESCE(published, first_seen) DESC, id DESC"
+                    " LIMIT ?",
                     (feed_id, backfill),
                 )
                 ids = [r[0] for r in reversed(rows)]
                 await tx.executemany(
-                    "INSERT INTO deliveries (subscription_id, target, entry_id, kind, created) VALUES (?, ?, ?, 'entry', ?)"
+                    "INSERT INTO deliveries (subscription_id, target, entry_id, kind, created)"
+                    " VALUES (?, ?, ?, 'entry', ?)"
                     " ON CONFLICT DO NOTHING",
                     [(sub_id, target, i, now) for i in ids],
                 )
@@ -158,20 +163,26 @@ class SqlFeeds:
     async def remove_subscriptions(self, feed_id: int, guild_id: int) -> int:
         async with self.db.transaction() as tx:
             n = await tx.execute(
-                "DELETE FROM subscriptions WHERE feed_id = ? AND guild_id = ? AND source <> 'config'", (feed_id, guild_id)
+                "DELETE FROM subscriptions WHERE feed_id = ? AND guild_id = ? AND source <> 'config'",
+                (feed_id, guild_id),
             )
             return n
 
-    async def set_paused(self, feed_id: int, paused: bool, reason: str | None = None, guild_id: int | None = None) -> int:
+    async def set_paused(
+        self, feed_id: int, paused: bool, reason: str | None = None, guild_id: int | None = None,
+    ) -> int:
         async with self.db.transaction() as tx:
             if guild_id is None:
                 n = await tx.execute(
-                    "UPDATE feeds SET paused = ?, pause_reason = ?, error_count = CASE WHEN ? = 0 THEN 0 ELSE error_count END,"
+                    "UPDATE feeds SET paused = ?, pause_reason = ?,"
+                    " error_count = CASE WHEN ? = 0 THEN 0 ELSE error_count END,"
                     " first_error_at = CASE WHEN ? = 0 THEN NULL ELSE first_error_at END WHERE id = ?",
                     (int(paused), reason if paused else None, int(paused), int(paused), feed_id),
                 )
                 if not paused:
-                    await tx.execute("UPDATE subscriptions SET paused = 0, pause_reason = NULL WHERE feed_id = ?", (feed_id,))
+                    await tx.execute(
+                        "UPDATE subscriptions SET paused = 0, pause_reason = NULL WHERE feed_id = ?", (feed_id,)
+                    )
             else:
                 n = await tx.execute(
                     "UPDATE subscriptions SET paused = ?, pause_reason = ? WHERE feed_id = ? AND guild_id = ?",
@@ -179,7 +190,8 @@ class SqlFeeds:
                 )
                 if not paused:
                     await tx.execute(
-                        "UPDATE feeds SET paused = 0, pause_reason = NULL, error_count = 0, first_error_at = NULL WHERE id = ?",
+                        "UPDATE feeds SET paused = 0, pause_reason = NULL, error_count = 0, first_error_at = NULL"
+                        " WHERE id = ?",
                         (feed_id,),
                     )
             if not paused:
@@ -188,22 +200,20 @@ class SqlFeeds:
 
     async def _feed_infos(self, where: str, args: Sequence[Any], guild_id: int | None) -> list[FeedInfo]:
         sub_filter, sub_args = _sub_filter(guild_id)
+        of_sub = f"FROM subscriptions s WHERE s.feed_id = f.id AND {sub_filter}"  # the feed's listed subscriptions
         rows = await self.db.fetchall(
-            f"SELECT f.id, f.url, {FEED_NAME}, f.title, f.source, f.paused, f.pause_reason, f.last_fetch, f.last_success,"  # nosec B608 # constant SQL fragments; values are bound
-            " f.next_fetch, f.last_error, f.error_count,"
+            f"SELECT f.id, f.url, {FEED_NAME}, f.title, f.source, f.paused, f.pause_reason,"  # nosec B608 # constant SQL; values are bound
+            " f.last_fetch, f.last_success, f.next_fetch, f.last_error, f.error_count,"
             " (SELECT COUNT(*) FROM entries e WHERE e.feed_id = f.id),"
-            " (SELECT MIN(s.name) FROM subscriptions s WHERE s.feed_id = f.id AND " + sub_filter + "),"  # nosec B608 # constant SQL fragments; values are bound
-            " (SELECT MAX(s.paused) FROM subscriptions s WHERE s.feed_id = f.id AND " + sub_filter + "),"  # nosec B608 # constant SQL fragments; values are bound
-            " (SELECT MAX(s.pause_reason) FROM subscriptions s WHERE s.feed_id = f.id AND " + sub_filter + "),"  # nosec B608 # constant SQL fragments; values are bound
-            " (SELECT MAX(CASE WHEN s.source = 'config' THEN 1 ELSE 0 END) FROM subscriptions s WHERE s.feed_id = f.id AND "
-            + sub_filter + ")"  # nosec B608 # constant SQL fragments; values are bound
-            f" FROM feeds f WHERE EXISTS (SELECT 1 FROM subscriptions s WHERE s.feed_id = f.id AND {sub_filter}) {where}"
-            " ORDER BY LOWER(" + FEED_NAME + "), f.id",
+            f" (SELECT MIN(s.name) {of_sub}), (SELECT MAX(s.paused) {of_sub}), (SELECT MAX(s.pause_reason) {of_sub}),"
+            f" (SELECT MAX(CASE WHEN s.source = 'config' THEN 1 ELSE 0 END) {of_sub})"
+            f" FROM feeds f WHERE EXISTS (SELECT 1 {of_sub}) {where}"
+            f" ORDER BY LOWER({FEED_NAME}), f.id",
             (*sub_args, *sub_args, *sub_args, *sub_args, *sub_args, *args),
         )
         out = []
         for r in rows:
-            (fid, url, name, title, source, paused, reason, lf, ls, nf, le, ec, n_entries, sub_name, sub_paused,
+            (fid, url, name, title, _source, paused, reason, lf, ls, nf, le, ec, n_entries, sub_name, sub_paused,
              sub_reason, from_config) = r
             out.append(FeedInfo(
                 id=fid, url=url, name=sub_name or name, title=title,
@@ -214,13 +224,15 @@ class SqlFeeds:
         if out:
             ids = [f.id for f in out]
             tgt_rows = await self.db.fetchall(
-                f"SELECT s.feed_id, s.target FROM subscriptions s WHERE {self.dialect.in_list('s.feed_id')} AND {sub_filter}"  # nosec B608 # constant SQL fragments; values are bound
-                " ORDER BY s.id",
+                "SELECT s.feed_id, s.target FROM subscriptions s"  # nosec B608 # constant SQL; values are bound
+                f" WHERE {self.dialect.in_list('s.feed_id')} AND {sub_filter} ORDER BY s.id",
                 (self.dialect.list_param(ids), *sub_args),
             )
             counts = await self.db.fetchall(
-                "SELECT s.feed_id, d.state, COUNT(*) FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id"  # nosec B608 # constant SQL fragments; values are bound
-                f" WHERE {self.dialect.in_list('s.feed_id')} AND {sub_filter} AND d.state <> 'sent' GROUP BY s.feed_id, d.state",
+                "SELECT s.feed_id, d.state, COUNT(*) FROM deliveries d"  # nosec B608 # constant SQL; values are bound
+                " JOIN subscriptions s ON s.id = d.subscription_id"
+                f" WHERE {self.dialect.in_list('s.feed_id')} AND {sub_filter} AND d.state <> 'sent'"
+                " GROUP BY s.feed_id, d.state",
                 (self.dialect.list_param(ids), *sub_args),
             )
             by_id = {f.id: f for f in out}
@@ -241,8 +253,10 @@ class SqlFeeds:
         sub_filter, sub_args = _sub_filter(guild_id)
         lower = self.dialect.lower
         # the name as listed: the subscriptions' own name, else the feed's (see _feed_infos)
-        listed_name = (f"COALESCE(NULLIF((SELECT MIN(s.name) FROM subscriptions s WHERE s.feed_id = f.id AND {sub_filter}),"
-                       f" ''), {FEED_NAME})")
+        listed_name = (
+            "COALESCE(NULLIF((SELECT MIN(s.name) FROM subscriptions s WHERE s.feed_id = f.id"  # nosec B608 # constant SQL; values are bound
+            f" AND {sub_filter}), ''), {FEED_NAME})"
+        )
         found = await self._feed_infos(
             f" AND ({lower}({listed_name}) = ? OR {lower}(f.url) = ? OR CAST(f.id AS TEXT) = ?)",
             (*sub_args, wanted, wanted, wanted), guild_id,
@@ -252,7 +266,8 @@ class SqlFeeds:
     async def feed_in_target(self, url: str, target: str, guild_id: int | None = None) -> FeedInfo | None:
         sub_filter, sub_args = _sub_filter(guild_id)
         found = await self._feed_infos(
-            f" AND f.url = ? AND EXISTS (SELECT 1 FROM subscriptions s WHERE s.feed_id = f.id AND s.target = ? AND {sub_filter})",
+            " AND f.url = ? AND EXISTS (SELECT 1 FROM subscriptions s WHERE s.feed_id = f.id AND s.target = ? AND"  # nosec B608 # constant SQL; values are bound
+            f" {sub_filter})",
             (url, target, *sub_args), guild_id,
         )
         return found[0] if found else None
@@ -268,11 +283,13 @@ class SqlFeeds:
         return int(row[0]) if row else 0
 
     async def set_subscription_guild(self, target: str, guild_id: int) -> None:
-        await self.db.execute("UPDATE subscriptions SET guild_id = ? WHERE target = ? AND guild_id IS NULL", (guild_id, target))
+        await self.db.execute(
+            "UPDATE subscriptions SET guild_id = ? WHERE target = ? AND guild_id IS NULL", (guild_id, target)
+        )
 
     async def subscriptions(self, feed_id: int | None = None) -> list[Subscription]:
         where = "s.active = 1" + (" AND s.feed_id = ?" if feed_id is not None else "")
-        rows = await self.db.fetchall(f"SELECT {SUB_COLS} FROM subscriptions s WHERE {where} ORDER BY s.id",  # nosec B608 # constant SQL fragments; values are bound
+        rows = await self.db.fetchall(f"SELECT {SUB_COLS} FROM subscriptions s WHERE {where} ORDER BY s.id",  # nosec B608 # constant SQL; values are bound
                                       (feed_id,) if feed_id is not None else ())
         return [subscription_from_row(r) for r in rows]
 
@@ -281,13 +298,16 @@ class SqlFeeds:
         and fail its pending deliveries with the reason. Returns the subscriptions newly paused."""
         async with self.db.transaction() as tx:
             rows = await tx.fetchall(
-                f"SELECT {SUB_COLS} FROM subscriptions s WHERE s.target = ? AND s.paused = 0 AND s.active = 1", (target,)  # nosec B608 # constant SQL fragments; values are bound
+                f"SELECT {SUB_COLS} FROM subscriptions s"  # nosec B608 # constant SQL; values are bound
+                " WHERE s.target = ? AND s.paused = 0 AND s.active = 1", (target,)
             )
             await tx.execute(
-                "UPDATE subscriptions SET paused = 1, pause_reason = ? WHERE target = ? AND paused = 0", (reason, target)
+                "UPDATE subscriptions SET paused = 1, pause_reason = ? WHERE target = ? AND paused = 0",
+                (reason, target),
             )
             await tx.execute(
-                "UPDATE deliveries SET state = 'failed', error = ?, lease_until = 0 WHERE target = ? AND state = 'pending'",
+                "UPDATE deliveries SET state = 'failed', error = ?, lease_until = 0"
+                " WHERE target = ? AND state = 'pending'",
                 (reason, target),
             )
             return [subscription_from_row(r) for r in rows]

@@ -28,7 +28,8 @@ class SqlOutbox:
         rows = await self.db.fetchall(
             "SELECT d.target FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id"
             " WHERE d.state = 'pending' AND s.paused = 0 AND d.id = (SELECT MIN(x.id) FROM deliveries x"
-            " JOIN subscriptions y ON y.id = x.subscription_id WHERE x.target = d.target AND x.state = 'pending' AND y.paused = 0)"
+            " JOIN subscriptions y ON y.id = x.subscription_id"
+            " WHERE x.target = d.target AND x.state = 'pending' AND y.paused = 0)"
             " AND d.next_attempt <= ? AND d.lease_until <= ? ORDER BY d.id",
             (now, now),
         )
@@ -39,7 +40,8 @@ class SqlOutbox:
         lock = self.dialect.head_lock
         async with self.db.transaction() as tx:
             row = await tx.fetchone(
-                "SELECT d.id, d.subscription_id, d.entry_id, d.kind, d.entry_ids, d.attempts, d.next_attempt, d.lease_until"  # nosec B608 # constant SQL fragments; values are bound
+                "SELECT d.id, d.subscription_id, d.entry_id, d.kind, d.entry_ids, d.attempts,"  # nosec B608 # constant SQL; values are bound
+                " d.next_attempt, d.lease_until"
                 " FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id"
                 " WHERE d.target = ? AND d.state = 'pending' AND s.paused = 0 ORDER BY d.id LIMIT 1" + lock,
                 (target,),
@@ -50,18 +52,18 @@ class SqlOutbox:
             await tx.execute(
                 "UPDATE deliveries SET lease_until = ?, attempts = attempts + 1 WHERE id = ?", (now + lease, did)
             )
-            sub_row = await tx.fetchone(f"SELECT {SUB_COLS} FROM subscriptions s WHERE s.id = ?", (sub_id,))  # nosec B608 # constant SQL fragments; values are bound
+            sub_row = await tx.fetchone(f"SELECT {SUB_COLS} FROM subscriptions s WHERE s.id = ?", (sub_id,))  # nosec B608 # constant SQL; values are bound
             assert sub_row is not None  # nosec B101 # narrows a type: RETURNING/foreign key guarantee the row
             sub = subscription_from_row(sub_row)
             ids = json.loads(entry_ids) if kind == "digest" else [entry_id]
             feed = await tx.fetchone(
-                f"SELECT f.title, {FEED_NAME}, f.image FROM feeds f WHERE f.id = ?", (sub.feed_id,)  # nosec B608 # constant SQL fragments; values are bound
+                f"SELECT f.title, {FEED_NAME}, f.image FROM feeds f WHERE f.id = ?", (sub.feed_id,)  # nosec B608 # constant SQL; values are bound
             )
             feed_title = (feed[0] or feed[1]) if feed else None
             feed_name = feed[1] if feed else None
             feed_image = feed[2] if feed else None
             entry_rows = await tx.fetchall(
-                f"SELECT {ENTRY_COLS} FROM entries e WHERE {self.dialect.in_list('e.id')}",  # nosec B608 # constant SQL fragments; values are bound
+                f"SELECT {ENTRY_COLS} FROM entries e WHERE {self.dialect.in_list('e.id')}",  # nosec B608 # constant SQL; values are bound
                 (self.dialect.list_param(ids),),
             )
         by_id = {r[0]: entry_from_row(r, feed_title, feed_name, feed_image) for r in entry_rows}
@@ -71,7 +73,8 @@ class SqlOutbox:
 
     async def mark_delivered(self, delivery_id: int, message_id: str | None, now: float) -> None:
         await self.db.execute(
-            "UPDATE deliveries SET state = 'sent', message_id = ?, sent_at = ?, lease_until = 0, error = NULL WHERE id = ?",
+            "UPDATE deliveries SET state = 'sent', message_id = ?, sent_at = ?, lease_until = 0, error = NULL"
+            " WHERE id = ?",
             (message_id, now, delivery_id),
         )
 
@@ -99,13 +102,16 @@ class SqlOutbox:
             await tx.execute("UPDATE feeds SET lease_until = 0 WHERE lease_until > 0")
 
     async def release(self, delivery_id: int) -> None:
-        await self.db.execute("UPDATE deliveries SET lease_until = 0, attempts = attempts - 1 WHERE id = ?", (delivery_id,))
+        await self.db.execute(
+            "UPDATE deliveries SET lease_until = 0, attempts = attempts - 1 WHERE id = ?", (delivery_id,)
+        )
 
     async def next_delivery_time(self) -> float | None:
         # only each target's head counts: the rows behind it wait for it, whatever their own times
         row = await self.db.fetchone(
             "SELECT MIN(CASE WHEN d.lease_until > d.next_attempt THEN d.lease_until ELSE d.next_attempt END)"
-            " FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id WHERE d.state = 'pending' AND s.paused = 0"
+            " FROM deliveries d JOIN subscriptions s ON s.id = d.subscription_id"
+            " WHERE d.state = 'pending' AND s.paused = 0"
             " AND d.id = (SELECT MIN(x.id) FROM deliveries x JOIN subscriptions y ON y.id = x.subscription_id"
             " WHERE x.target = d.target AND x.state = 'pending' AND y.paused = 0)"
         )

@@ -19,12 +19,15 @@ class SqlPolling:
         self.db = db
         self.dialect = dialect
 
-    async def claim_due_feeds(self, now: float, limit: int, lease: float, due_by: float | None = None) -> list[FeedState]:
+    async def claim_due_feeds(
+        self, now: float, limit: int, lease: float, due_by: float | None = None,
+    ) -> list[FeedState]:
         """Leases up to ``limit`` unpaused feeds whose next fetch is at or before ``due_by`` (default: now)."""
         lock = self.dialect.claim_lock
         async with self.db.transaction() as tx:
             rows = await tx.fetchall(
-                "SELECT f.id, f.url, f.name, f.title, f.etag, f.last_modified, f.body_hash, f.error_count, f.first_error_at,"  # nosec B608 # constant SQL fragments; values are bound
+                "SELECT f.id, f.url, f.name, f.title, f.etag, f.last_modified, f.body_hash,"  # nosec B608 # constant SQL; values are bound
+                " f.error_count, f.first_error_at,"
                 " f.last_success, f.next_fetch, f.interval, f.backfill, f.max_per_poll FROM feeds f"
                 " WHERE f.paused = 0 AND f.next_fetch <= ? AND f.lease_until <= ?"
                 " AND EXISTS (SELECT 1 FROM subscriptions s WHERE s.feed_id = f.id AND s.active = 1 AND s.paused = 0)"
@@ -35,7 +38,7 @@ class SqlPolling:
                 return []
             ids = [r[0] for r in rows]
             await tx.execute(
-                f"UPDATE feeds SET lease_until = ? WHERE {self.dialect.in_list('id')}",  # nosec B608 # constant SQL fragments; values are bound
+                f"UPDATE feeds SET lease_until = ? WHERE {self.dialect.in_list('id')}",  # nosec B608 # constant SQL; values are bound
                 (now + lease, self.dialect.list_param(ids)),
             )
         return [
@@ -49,8 +52,9 @@ class SqlPolling:
 
     async def next_due_time(self) -> float | None:
         row = await self.db.fetchone(
-            "SELECT MIN(GREATEST_NF) FROM (SELECT CASE WHEN f.lease_until > f.next_fetch THEN f.lease_until ELSE f.next_fetch END"
-            " AS GREATEST_NF FROM feeds f WHERE f.paused = 0 AND EXISTS (SELECT 1 FROM subscriptions s WHERE s.feed_id = f.id"
+            "SELECT MIN(GREATEST_NF) FROM (SELECT"
+            " CASE WHEN f.lease_until > f.next_fetch THEN f.lease_until ELSE f.next_fetch END AS GREATEST_NF"
+            " FROM feeds f WHERE f.paused = 0 AND EXISTS (SELECT 1 FROM subscriptions s WHERE s.feed_id = f.id"
             " AND s.active = 1 AND s.paused = 0)) t"
         )
         return float(row[0]) if row and row[0] is not None else None
@@ -63,7 +67,7 @@ class SqlPolling:
         key_forms = lookup_keys(keys)
         link_forms = lookup_keys(k for k in link_keys if k)
         rows = await self.db.fetchall(
-            "SELECT key, link_key FROM entries WHERE feed_id = ?"  # nosec B608 # constant SQL fragments; values are bound
+            "SELECT key, link_key FROM entries WHERE feed_id = ?"  # nosec B608 # constant SQL; values are bound
             f" AND ({self.dialect.in_list('key')} OR {self.dialect.in_list('link_key')})",
             (feed_id, self.dialect.list_param(list(key_forms)), self.dialect.list_param(list(link_forms))),
         )

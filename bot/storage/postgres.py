@@ -21,10 +21,12 @@ import functools
 import re
 import time
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Sequence, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from bot.errors import StorageError
 from bot.storage.base import DataRejected, SearchHit, SearchPage
@@ -35,12 +37,14 @@ from bot.storage.search import query_terms
 from bot.storage.sql import SqlStorage
 
 T = TypeVar("T")
+PgConnection = asyncpg.Connection | PoolConnectionProxy  # a connection of its own, or one lent by the pool
 
 TS_CONFIG = "herald_english"
 # ts_rank_cd weights for {D, C, B, A}: the title (A) counts eight times the summary (B).
 RANK_WEIGHTS = "{0, 0, 0.125, 1}"
 # a short snippet of the summary: up to two fragments around the matches, or its first words
-HEADLINE_OPTIONS = 'StartSel=**, StopSel=**, MaxWords=14, MinWords=6, ShortWord=2, MaxFragments=2, FragmentDelimiter=" … "'
+HEADLINE_OPTIONS = ('StartSel=**, StopSel=**, MaxWords=14, MinWords=6, ShortWord=2, MaxFragments=2,'
+                    ' FragmentDelimiter=" … "')
 # one lock for every Herald process migrating any schema of the database (extensions are database-wide)
 _MIGRATION_LOCK = 0x4865_7261_6C64  # "Herald"
 
@@ -124,22 +128,21 @@ class PostgresConn:
 
     dialect = "postgres"
 
-    def __init__(self, db: "PostgresDB", conn: asyncpg.Connection | None = None) -> None:
+    def __init__(self, db: PostgresDB, conn: PgConnection | None = None) -> None:
         self._db = db
         self._conn = conn
 
     @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+    async def _connection(self) -> AsyncIterator[PgConnection]:
         if self._conn is not None:
             yield self._conn
         else:
             async with self._db._acquire() as conn:
                 yield conn
 
-    async def _call(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        async with self._db._errors():
-            async with self._connection() as conn:
-                return await fn(conn)
+    async def _call(self, fn: Callable[[PgConnection], Awaitable[T]]) -> T:
+        async with self._db._errors(), self._connection() as conn:
+            return await fn(conn)
 
     async def fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
         q = number_placeholders(sql)
@@ -165,7 +168,7 @@ class PostgresConn:
             return []
         q = number_placeholders(sql)
 
-        async def run(conn: asyncpg.Connection) -> list[Any]:
+        async def run(conn: PgConnection) -> list[Any]:
             stmt = await conn.prepare(q)
             out = []
             for r in rows:
@@ -229,7 +232,7 @@ class PostgresDB(PostgresConn):
             raise StorageError(f"{what}: {self._describe(exc)}") from exc
 
     @asynccontextmanager
-    async def _acquire(self) -> AsyncIterator[asyncpg.Connection]:
+    async def _acquire(self) -> AsyncIterator[PgConnection]:
         if self._pool is None:
             raise StorageError("database is closed")
         async with self._pool.acquire() as conn:
@@ -252,9 +255,8 @@ class PostgresDB(PostgresConn):
         assert pool is not None  # nosec B101 # narrows a type: create_pool returned
         self._pool = pool
         try:
-            async with self._errors(f"cannot migrate PostgreSQL database {where}"):
-                async with pool.acquire() as conn:
-                    self.search_fold = await _migrate(conn, self)
+            async with self._errors(f"cannot migrate PostgreSQL database {where}"), pool.acquire() as conn:
+                self.search_fold = await _migrate(conn, self)
         except BaseException:
             self._pool = None
             await pool.close()
@@ -282,16 +284,19 @@ class PostgresDB(PostgresConn):
 # --- the schema ---------------------------------------------------------------------------------
 
 # herald_fold without the unaccent extension: decompose, then drop the combining marks
-_FOLD_NFD = "SELECT regexp_replace(normalize($1, NFD), '[\\u0300-\\u036f\\u1ab0-\\u1aff\\u1dc0-\\u1dff\\u20d0-\\u20ff\\ufe20-\\ufe2f]', '', 'g')"
+_FOLD_NFD = ("SELECT regexp_replace(normalize($1, NFD),"
+             " '[\\u0300-\\u036f\\u1ab0-\\u1aff\\u1dc0-\\u1dff\\u20d0-\\u20ff\\ufe20-\\ufe2f]', '', 'g')")
 
 
-async def _unaccent_schema(conn: asyncpg.Connection) -> str | None:
-    return await conn.fetchval(
-        "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'unaccent'"
+async def _unaccent_schema(conn: PgConnection) -> str | None:
+    name = await conn.fetchval(
+        "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
+        " WHERE e.extname = 'unaccent'"
     )
+    return None if name is None else str(name)
 
 
-async def _try(conn: asyncpg.Connection, sql: str) -> bool:
+async def _try(conn: PgConnection, sql: str) -> bool:
     """Runs ``sql`` in a savepoint: False (and nothing changed) when the server refuses it."""
     try:
         async with conn.transaction():
@@ -301,14 +306,15 @@ async def _try(conn: asyncpg.Connection, sql: str) -> bool:
         return False
 
 
-async def _text_search(conn: asyncpg.Connection, try_unaccent: bool) -> str:
+async def _text_search(conn: PgConnection, try_unaccent: bool) -> str:
     """Creates ``herald_fold`` and the ``herald_english`` configuration; returns how accents are folded."""
     ext_schema = None
     if try_unaccent:
         ext_schema = await _unaccent_schema(conn)
         if ext_schema is None:
             # in public so that every schema sees it; else wherever the search_path says
-            for sql in ("CREATE EXTENSION IF NOT EXISTS unaccent SCHEMA public", "CREATE EXTENSION IF NOT EXISTS unaccent"):
+            for sql in ("CREATE EXTENSION IF NOT EXISTS unaccent SCHEMA public",
+                        "CREATE EXTENSION IF NOT EXISTS unaccent"):
                 if await _try(conn, sql):
                     break
             ext_schema = await _unaccent_schema(conn)
@@ -333,31 +339,34 @@ async def _text_search(conn: asyncpg.Connection, try_unaccent: bool) -> str:
 _SCHEMA = POSTGRES.migrations()  # the schema (bot.storage.schema) in PostgreSQL's spelling
 
 
-async def _migration_1(conn: asyncpg.Connection, db: PostgresDB) -> None:
+async def _migration_1(conn: PgConnection, db: PostgresDB) -> None:
     fold = await _text_search(conn, db.try_unaccent)  # the search vector's functions, before the tables
     await conn.execute(_SCHEMA[0])
     await conn.execute("INSERT INTO kv (key, value) VALUES ('search_fold', $1)", fold)
 
 
-def _plain(i: int) -> Callable[[asyncpg.Connection, PostgresDB], Awaitable[None]]:
-    async def migrate(conn: asyncpg.Connection, db: PostgresDB) -> None:
+def _plain(i: int) -> Callable[[PgConnection, PostgresDB], Awaitable[None]]:
+    async def migrate(conn: PgConnection, db: PostgresDB) -> None:
         await conn.execute(_SCHEMA[i])
 
     return migrate
 
 
 # one step per migration of bot.storage.schema; only the first needs more than its SQL
-MIGRATIONS: list[Callable[[asyncpg.Connection, PostgresDB], Awaitable[None]]] = [
+MIGRATIONS: list[Callable[[PgConnection, PostgresDB], Awaitable[None]]] = [
     _migration_1, *(_plain(i) for i in range(1, len(_SCHEMA))),
 ]
 
 
-async def _migrate(conn: asyncpg.Connection, db: PostgresDB) -> str | None:
+async def _migrate(conn: PgConnection, db: PostgresDB) -> str | None:
     """Brings the schema up to date in one transaction, under an advisory lock so that
     several Herald processes starting at once migrate it once. Returns the accent folding."""
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
-        if db.schema is not None and await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", db.schema) is None:
+        missing = db.schema is not None and not await conn.fetchval(
+            "SELECT 1 FROM pg_namespace WHERE nspname = $1", db.schema
+        )
+        if missing and db.schema is not None:
             await conn.execute(f"CREATE SCHEMA {_quote_ident(db.schema)}")
         schema = await conn.fetchval("SELECT current_schema()")
         if schema is None:
@@ -375,7 +384,8 @@ async def _migrate(conn: asyncpg.Connection, db: PostgresDB) -> str | None:
         for i in range(version, len(MIGRATIONS)):
             await MIGRATIONS[i](conn, db)
             await conn.execute("INSERT INTO herald_schema (version, applied) VALUES ($1, $2)", i + 1, time.time())
-        return await conn.fetchval("SELECT value FROM kv WHERE key = 'search_fold'")
+        fold = await conn.fetchval("SELECT value FROM kv WHERE key = 'search_fold'")
+        return None if fold is None else str(fold)
 
 
 # --- the storage --------------------------------------------------------------------------------
@@ -409,7 +419,7 @@ class PostgresSearch:
         if total == 0:
             return SearchPage(0, [])
         rows = await self.db.fetchall(
-            "WITH hits AS ("  # nosec B608 # constant SQL fragments; values are bound
+            "WITH hits AS ("  # nosec B608 # constant SQL; values are bound
             f" SELECT e.id, ts_rank_cd('{RANK_WEIGHTS}'::float4[], e.search_vector, q.query) AS rank, q.query {base}"
             " ORDER BY rank DESC, COALESCE(e.published, e.first_seen) DESC, e.id DESC LIMIT ? OFFSET ?)"
             f" SELECT {ENTRY_COLS}, f.title, {FEED_NAME}, h.rank,"
@@ -434,7 +444,6 @@ class PostgresStorage(SqlStorage):
         self, dsn: str, *, schema: str | None = None, server_settings: Mapping[str, str] | None = None,
         min_size: int = 1, max_size: int = 10, unaccent: bool = True,
     ) -> None:
-        db = PostgresDB(
-            dsn, schema=schema, server_settings=server_settings, min_size=min_size, max_size=max_size, unaccent=unaccent,
-        )
+        db = PostgresDB(dsn, schema=schema, server_settings=server_settings, min_size=min_size, max_size=max_size,
+                        unaccent=unaccent)
         super().__init__(db, POSTGRES, PostgresSearch(db))

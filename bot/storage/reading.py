@@ -23,7 +23,7 @@ class SqlReader:
 
     async def get_entries(self, entry_ids: Sequence[int]) -> list[StoredEntry]:
         rows = await self.db.fetchall(
-            f"SELECT {ENTRY_COLS}, f.title, {FEED_NAME}, f.image FROM entries e JOIN feeds f ON f.id = e.feed_id"  # nosec B608 # constant SQL fragments; values are bound
+            f"SELECT {ENTRY_COLS}, f.title, {FEED_NAME}, f.image FROM entries e JOIN feeds f ON f.id = e.feed_id"  # nosec B608 # constant SQL; values are bound
             f" WHERE {self.dialect.in_list('e.id')}",
             (self.dialect.list_param(list(entry_ids)),),
         )
@@ -34,7 +34,7 @@ class SqlReader:
     async def recent(self, *, guild_id: int | None, feed_id: int | None, limit: int) -> list[StoredEntry]:
         where, args = entry_scope(guild_id, feed_id)
         rows = await self.db.fetchall(
-            f"SELECT {ENTRY_COLS}, f.title, {FEED_NAME}, f.image FROM entries e JOIN feeds f ON f.id = e.feed_id"  # nosec B608 # constant SQL fragments; values are bound
+            f"SELECT {ENTRY_COLS}, f.title, {FEED_NAME}, f.image FROM entries e JOIN feeds f ON f.id = e.feed_id"  # nosec B608 # constant SQL; values are bound
             f" WHERE {where} ORDER BY COALESCE(e.published, e.first_seen) DESC, e.id DESC LIMIT ?",
             (*args, limit),
         )

@@ -156,7 +156,7 @@ class Dialect:
         """A condition ``column IN <one list parameter>`` (bind :meth:`list_param`)."""
         if self.name == "postgres":
             return f"{column} = ANY(?)"
-        return f"{column} IN (SELECT value FROM json_each(?))"  # nosec B608 # constant SQL fragments; values are bound
+        return f"{column} IN (SELECT value FROM json_each(?))"  # nosec B608 # constant SQL; values are bound
 
     def list_param(self, values: Sequence[Any]) -> Any:
         return list(values) if self.name == "postgres" else json.dumps(list(values))

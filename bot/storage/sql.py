@@ -56,7 +56,8 @@ class SqlStorage:
 
     async def set_meta(self, key: str, value: str) -> None:
         await self.db.execute(
-            "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value)
+            "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
         )
 
     # --- feeds and subscriptions ----------------------------------------------------------------

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable, Sequence, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from bot.errors import StorageError
 from bot.storage.base import DataRejected, SearchHit, SearchPage
@@ -58,7 +58,9 @@ class SQLiteDB:
                 # checked before anything is written: switching a damaged file to WAL would change it first
                 integrity = conn.execute("PRAGMA quick_check").fetchone()
                 if integrity and integrity[0] != "ok":
-                    raise StorageError(f"database {self.path} is corrupted ({integrity[0]}); restore a backup or move it away")
+                    raise StorageError(
+                        f"database {self.path} is corrupted ({integrity[0]}); restore a backup or move it away"
+                    )
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")
                 conn.execute("PRAGMA foreign_keys = ON")
@@ -165,7 +167,7 @@ class SQLiteDB:
         return await self._guarded(run)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator["SQLiteDB"]:
+    async def transaction(self) -> AsyncIterator[SQLiteDB]:
         async with self._lock:
             self._tx_owner = asyncio.current_task()
             try:
@@ -222,7 +224,8 @@ class _ThreadConn:
         return self._conn.execute(sql, args).fetchall()
 
     async def fetchone(self, sql: str, args: Sequence[Any] = ()) -> Row | None:
-        return self._conn.execute(sql, args).fetchone()
+        row: Row | None = self._conn.execute(sql, args).fetchone()
+        return row
 
     async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
         return self._conn.execute(sql, args).rowcount
@@ -270,9 +273,9 @@ def _split_sql(script: str) -> list[str]:
     return out
 
 
-def _lower(text: object) -> object:
+def _lower(text: str | None) -> str | None:
     """Lower-cases text as Python does (SQLite's LOWER folds ASCII only); anything else as it is."""
-    return text.lower() if isinstance(text, str) else text
+    return text.lower() if isinstance(text, str) else text  # NULL stays NULL
 
 
 class Fts5Search:
@@ -296,7 +299,7 @@ class Fts5Search:
         # One pass ranks every match and counts them (bm25 cannot sit in a window query, hence the CTE);
         # snippets are made afterwards for the page's rows only.
         rows = await self.db.fetchall(
-            f"WITH m AS MATERIALIZED (SELECT rowid AS id, bm25(entries_fts, {_TITLE_WEIGHT}, 1.0) AS r"  # nosec B608 # constant SQL fragments; values are bound
+            f"WITH m AS MATERIALIZED (SELECT rowid AS id, bm25(entries_fts, {_TITLE_WEIGHT}, 1.0) AS r"  # nosec B608 # constant SQL; values are bound
             " FROM entries_fts WHERE entries_fts MATCH ?)"
             f" SELECT e.id, m.r, COUNT(*) OVER () FROM m JOIN entries e ON e.id = m.id WHERE {where}"
             " ORDER BY m.r, COALESCE(e.published, e.first_seen) DESC, e.id DESC LIMIT ? OFFSET ?",
@@ -306,7 +309,7 @@ class Fts5Search:
             if offset <= 0:
                 return SearchPage(0, [])
             count = await self.db.fetchone(
-                "SELECT COUNT(*) FROM entries_fts JOIN entries e ON e.id = entries_fts.rowid"  # nosec B608 # constant SQL fragments; values are bound
+                "SELECT COUNT(*) FROM entries_fts JOIN entries e ON e.id = entries_fts.rowid"  # nosec B608 # constant SQL; values are bound
                 f" WHERE entries_fts MATCH ? AND {where}", (match, *args),
             )
             return SearchPage(int(count[0]) if count else 0, [])
@@ -314,7 +317,7 @@ class Fts5Search:
         ids = [r[0] for r in rows]
         snippets = {
             r[0]: r[1] for r in await self.db.fetchall(
-                "SELECT rowid, snippet(entries_fts, 1, '**', '**', '…', 24) FROM entries_fts"  # nosec B608 # constant SQL fragments; values are bound
+                "SELECT rowid, snippet(entries_fts, 1, '**', '**', '…', 24) FROM entries_fts"  # nosec B608 # constant SQL; values are bound
                 f" WHERE entries_fts MATCH ? AND {SQLITE.in_list('rowid')}", (match, SQLITE.list_param(ids)),
             )
         }
