@@ -281,6 +281,6 @@ def content_images(html: str, base: str | None = None, *, max_chars: int = MAX_S
         scanner.close()
     except _ImgScanner.Full:
         pass
-    except Exception:  # html.parser is lenient; still, odd markup must not lose the entry
+    except Exception:  # nosec B110 # html.parser is lenient; still, odd markup must not lose the entry
         pass
     return scanner.found
