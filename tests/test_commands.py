@@ -330,9 +330,20 @@ async def test_autocomplete_caps_at_25_prefix_first(fake, world):
 
 async def test_commands_answer_within_3s_with_latency(fake, world):
     fake.latency = 0.25
-    for name, opts, sub in [("search", {"query": "kubernetes"}, None), ("recent", {}, None),
-                            ("feed", {}, "list"), ("feed", {"feed": "vsoch"}, "status")]:
-        await command(fake, world, name, opts, subcommand=sub)
+    # each command's own answer (not an error reply), within Discord's 3 s (command() checks the time)
+    for name, opts, sub, shows in [
+        ("search", {"query": "kubernetes"}, None, "Rootless User-Space Kubernetes with GPU"),
+        ("recent", {}, None, "Treading Water"),
+        ("feed", {}, "list", "vsoch"),
+        ("feed", {"feed": "vsoch"}, "status", "10 entries stored"),
+    ]:
+        _, resp = await command(fake, world, name, opts, subcommand=sub)
+        assert resp["type"] == 4, (name, sub, resp)  # CHANNEL_MESSAGE_WITH_SOURCE: answered, not deferred
+        data = resp["data"]
+        assert "went wrong" not in (data.get("content") or ""), (name, sub, data)
+        [embed] = data["embeds"]
+        text = embed_text(resp) + "".join(str(f["value"]) for f in embed.get("fields", []))
+        assert shows in text, (name, sub, text)
 
 
 async def test_command_sync_only_when_changed(tmp_path, fake):
