@@ -13,12 +13,13 @@ from aiohttp.abc import AbstractResolver
 
 from bot.fetch import Fetcher
 from bot.models import FeedState
-from tests.discord_harness import SEED, make_config, running_bot
+from tests.discord_harness import SEED, running_bot
+from tests.support import TOKEN, make_config
 from tests.discord_markdown import read
 from tests.fakediscord import FakeDiscord
 from tests.feedgen import rss, write_feed
 
-TOKEN = "fake.bot-token.for-tests-only-0123456789"
+pytestmark = pytest.mark.usefixtures("token_env")  # the configs read $HERALD_TEST_TOKEN
 EPHEMERAL = 64
 
 
@@ -94,21 +95,10 @@ class FeedSite:
 
 
 @pytest.fixture
-async def fake():
-    async with FakeDiscord(token=TOKEN, message_rate=(5, 0.5)) as f:
-        yield f
-
-
-@pytest.fixture
 async def site():
     s = await FeedSite().start()
     yield s
     await s.close()
-
-
-@pytest.fixture(autouse=True)
-def token_env(monkeypatch):
-    monkeypatch.setenv("HERALD_TEST_TOKEN", TOKEN)
 
 
 @pytest.fixture
@@ -120,13 +110,13 @@ async def world(tmp_path, fake, site):
     other_channel = fake.add_channel(other_guild, "elsewhere")
     member = fake.add_user(username="member")
     fake.add_member(guild, member)
-    config = make_config(tmp_path, fake, [
+    config = make_config(tmp_path, [
         {"url": SEED.as_uri(), "name": "vsoch", "channels": [channel]},
         {"url": write_feed(tmp_path / "secret.xml", [{"title": "Secret kubernetes plans", "guid": "s1",
                                                       "link": "https://secret.example/1", "description": "kubernetes",
                                                       "date": 1_700_000_000}]),
          "name": "secret-feed", "channels": [other_channel]},
-    ])
+    ], fake=fake)
     async with running_bot(config, TOKEN) as bot:
         fetcher = Fetcher(timeout=5, max_bytes=5_000_000,
                           resolver=MapResolver({"blog.example": "127.0.0.2", "intranet.example": "127.0.0.1",
@@ -349,15 +339,14 @@ async def test_commands_answer_within_3s_with_latency(fake, world):
 async def test_command_sync_only_when_changed(tmp_path, fake):
     guild = fake.add_guild()
     channel = fake.add_channel(guild, "news")
-    config = make_config(tmp_path, fake, [{"url": SEED.as_uri(), "channels": [channel]}])
+    config = make_config(tmp_path, [{"url": SEED.as_uri(), "channels": [channel]}], fake=fake)
     async with running_bot(config, TOKEN):
         pass
     assert fake.command_sync_count() == 1
     async with running_bot(config, TOKEN):
         pass
     assert fake.command_sync_count() == 1  # unchanged: not synced again
-    config = make_config(tmp_path, fake, [{"url": SEED.as_uri(), "channels": [channel]}],
-                         discord={"guild_ids": [guild]})
+    config = make_config(tmp_path, [{"url": SEED.as_uri(), "channels": [channel]}], fake=fake, discord={"guild_ids": [guild]})
     async with running_bot(config, TOKEN):
         pass
     assert fake.command_sync_count(guild) == 1

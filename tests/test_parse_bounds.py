@@ -33,7 +33,8 @@ from bot.parse import parse_feed
 from bot.pipeline import ParsePool
 from tests import hostile
 from tests.discord_harness import fake_discord_toml
-from tests.faultkit import LogWaiter, RecordingSink, herald_config, record
+from tests.faultkit import LogWaiter, herald_config, record
+from tests.support import RecordingSink
 from tests.fakediscord import FakeDiscord
 from tests.hostile import HostileServer, server  # noqa: F401 - the fixture
 
