@@ -6,9 +6,9 @@ import gc
 import logging
 import sys
 import textwrap
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
-from collections.abc import AsyncIterator, Callable
 
 import pytest
 
