@@ -20,7 +20,7 @@ from bot.config import config_from_dict
 from bot.deliver import ConsoleSink
 from tests.conftest import unclosed_resources
 from tests.discord_harness import SEED, fake_discord_toml, running_bot
-from tests.support import TOKEN, make_config
+from tests.support import START, TOKEN, Clock, make_config
 from tests.fakediscord import FakeDiscord
 
 pytestmark = pytest.mark.usefixtures("token_env")  # the configs read $HERALD_TEST_TOKEN
@@ -181,20 +181,17 @@ async def test_pause_notice_of_a_feed_that_never_worked_says_so(tmp_path):
 
 async def test_a_shorter_interval_takes_effect_at_the_next_start(tmp_path):
     def config(interval: str, default: str = "1h"):
-        return config_from_dict({
-            "storage": {"url": f"sqlite:///{tmp_path / 'h.db'}"},
-            "polling": {"interval": default},
-            "feeds": [{"url": SEED.as_uri(), "name": "vsoch", "channels": [1], "interval": interval}],
-        }, tmp_path / "herald.toml")
+        return make_config(tmp_path, [{"url": SEED.as_uri(), "name": "vsoch", "channels": [1], "interval": interval}],
+                           polling={"interval": default})
 
-    start = 1_800_000_000.0
-    now = [start]
-    async with Herald(config("1h"), ConsoleSink(io.StringIO()), clock=lambda: now[0], parse_inline=True) as herald:
+    start = START
+    clock = Clock(start)
+    async with Herald(config("1h"), ConsoleSink(io.StringIO()), clock=clock, parse_inline=True) as herald:
         await herald.run_once()
         [info] = await herald.storage.list_feeds()
         assert info.next_fetch > start + 3000  # about an hour away
-    now[0] = start + 60
-    async with Herald(config("5m"), ConsoleSink(io.StringIO()), clock=lambda: now[0], parse_inline=True) as herald:
+    clock.advance(60)
+    async with Herald(config("5m"), ConsoleSink(io.StringIO()), clock=clock, parse_inline=True) as herald:
         [info] = await herald.storage.list_feeds()
         assert info.next_fetch == info.last_fetch + 300  # not the hour the old interval gave it
         assert await herald.storage.claim_due_feeds(start + 301, 10, 60)

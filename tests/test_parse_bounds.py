@@ -25,7 +25,6 @@ from pathlib import Path
 import pytest
 
 from bot.app import Herald
-from bot.config import config_from_dict
 from bot.errors import ParseError, StorageError
 from bot.metrics import Metrics
 from bot.ops import HEADER_TIMEOUT, OpsServer
@@ -34,7 +33,7 @@ from bot.pipeline import ParsePool
 from tests import hostile
 from tests.discord_harness import fake_discord_toml
 from tests.faultkit import LogWaiter, herald_config, record
-from tests.support import RecordingSink
+from tests.support import RecordingSink, make_config
 from tests.fakediscord import FakeDiscord
 from tests.hostile import HostileServer, server  # noqa: F401 - the fixture
 
@@ -407,9 +406,8 @@ async def test_deeply_nested_json_is_not_a_feed(where):
 
 @pytest.fixture
 async def ops(tmp_path):
-    config = config_from_dict({"storage": {"url": f"sqlite:///{tmp_path / 'h.db'}"}, "http": {"listen": "127.0.0.1:0"},
-                               "feeds": [{"url": (tmp_path / "f.xml").as_uri(), "channels": [1]}]},
-                              tmp_path / "herald.toml")
+    config = make_config(tmp_path, [{"url": (tmp_path / "f.xml").as_uri(), "channels": [1]}],
+                         http={"listen": "127.0.0.1:0"})
     async with Herald(config, RecordingSink(), parse_inline=True, metrics=Metrics()) as herald:
         async with OpsServer(herald, config.http.listen) as server:
             yield server
