@@ -8,6 +8,7 @@ writing its own copy. The fake Discord fixture (``fake``) lives in conftest.py.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,11 +18,20 @@ from collections.abc import Callable
 from bot.config import Config, config_from_dict
 from bot.storage.base import ClaimedDelivery
 
-__all__ = ["START", "TOKEN", "TOKEN_ENV", "Clock", "RecordingSink", "Sent", "make_config"]
+__all__ = ["START", "TOKEN", "TOKEN_ENV", "Clock", "RecordingSink", "Sent", "make_config", "time_bound"]
 
 START = 1_800_000_000.0  # the injected "now" of the clock, after every generated item's date
 TOKEN = "fake.bot-token.for-tests-only-0123456789"  # the bot token the fake Discord accepts
 TOKEN_ENV = "HERALD_TEST_TOKEN"  # the environment variable a test config reads the token from
+TRACED_SLOWDOWN = 3.0  # how much slower Python code runs under a tracer (coverage), at most
+
+
+def time_bound(seconds: float) -> float:
+    """A time bound that tells finished from hung or quadratic, widened when a tracer (coverage's)
+    runs: traced code is a few times slower, and quadratic code is slowed as much."""
+    coverage = sys.modules.get("coverage")
+    traced = sys.gettrace() is not None or (coverage is not None and coverage.Coverage.current() is not None)
+    return seconds * TRACED_SLOWDOWN if traced else seconds
 
 
 class Clock:

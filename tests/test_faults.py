@@ -404,7 +404,8 @@ async def test_ten_thousand_entries_in_one_poll(tmp_path, server):
     try:
         await _start_with(rig, [0, 1, 2])
         server.serve("/victim.xml", hostile.many_entries(10_000))
-        await rig.until_victim_polled()
+        info = await rig.until_victim_polled()
+        assert info.last_error is None, info.last_error  # a poll that failed (e.g. timed out) says why
         msgs = rig.sink.to(VICTIM)
         assert len(msgs) == 1 + 1 + 10  # the backfilled post, one digest, the ten newest
         digest = msgs[1]
