@@ -354,23 +354,18 @@ async def test_a_feed_added_from_discord_gets_the_defaults(tmp_path) -> None:
 
 # --- --json prints the exact request --------------------------------------------------------------------------------
 
-TOKEN = "fake.bot-token.for-tests-only-0123456789"
-
-
 @pytest.fixture
-async def fake():
-    from tests.fakediscord import FakeDiscord
-
-    async with FakeDiscord(token=TOKEN, message_rate=(50, 0.5)) as f:
-        yield f
+def fake_message_rate() -> tuple[int, float]:
+    return (50, 0.5)  # the shared `fake` (conftest.py) with room for this module's messages
 
 
 async def test_json_is_the_exact_body_the_sink_sends(tmp_path, fake, monkeypatch) -> None:
     from bot.app import Herald
-    from tests.discord_harness import make_config, running_bot
+    from tests.discord_harness import running_bot
+    from tests.support import TOKEN, TOKEN_ENV, make_config
     from tests.feedgen import numbered_items, write_feed
 
-    monkeypatch.setenv("HERALD_TEST_TOKEN", TOKEN)
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
     guild = fake.add_guild()
     text = fake.add_channel(guild, "text")
     news = fake.add_channel(guild, "news")
@@ -384,7 +379,7 @@ async def test_json_is_the_exact_body_the_sink_sends(tmp_path, fake, monkeypatch
     ]
     # one feed at a time; the nonce is made from the entry's id in its own database, and the two runs
     # may poll the feeds in a different order, so each nonce is checked against its own database
-    config = make_config(tmp_path, fake, feeds, defaults={"summary_length": 60}, polling={"concurrency": 1})
+    config = make_config(tmp_path, feeds, fake=fake, defaults={"summary_length": 60}, polling={"concurrency": 1})
 
     out = io.StringIO()
     dry = dataclasses.replace(config, storage=StorageConfig(url=f"sqlite:///{tmp_path / 'dry.db'}"))

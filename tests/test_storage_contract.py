@@ -454,6 +454,34 @@ async def test_two_processes_never_claim_the_same_delivery(backend: Backend) -> 
     assert (await a.delivery_counts())["sent"] == 18
 
 
+LOCK_WAIT_TIMEOUT = 10.0  # seconds a claim may take to start waiting on a row lock
+
+
+async def _wait_blocked_by(holder: int, task: asyncio.Task[Any]) -> bool:
+    """Waits until a backend is waiting on a lock that the backend ``holder`` holds (True), or
+    until ``task`` is done without having had to (False). ``pg_stat_activity`` has no
+    notification, so it is asked again after each short wait; ``pg_blocking_pids`` names only
+    this test's holder, whatever other tests do on the server."""
+    import asyncpg
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + LOCK_WAIT_TIMEOUT
+    watcher = await asyncpg.connect(PG_DSN)
+    try:
+        while not task.done():
+            if await watcher.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND $1::int = ANY(pg_blocking_pids(pid))", holder
+            ):
+                return True
+            if loop.time() > deadline:
+                raise TimeoutError(f"the claim neither finished nor waited on the lock in {LOCK_WAIT_TIMEOUT}s")
+            await asyncio.wait({task}, timeout=0.01)  # done early means it did not wait
+        return False
+    finally:
+        await watcher.close()
+
+
 @requires_pg
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 async def test_postgres_claim_waits_for_a_head_being_claimed(backend: Backend) -> None:
@@ -470,8 +498,11 @@ async def test_postgres_claim_waits_for_a_head_being_claimed(backend: Backend) -
         await tx.start()
         head = await other.fetchval("SELECT MIN(id) FROM deliveries")
         await other.execute("SELECT id FROM deliveries WHERE id = $1 FOR UPDATE", head)  # mid-claim
+        holder = await other.fetchval("SELECT pg_backend_pid()")
         task = asyncio.create_task(st.claim_delivery(f"channel:{C1}", NOW, 60))
-        await asyncio.sleep(0.3)
+        # the claim must now be blocked on that row lock (a claim that skipped it would be done instead)
+        blocked = await _wait_blocked_by(holder, task)
+        assert blocked, f"the claim did not wait for the head's lock; it returned {task.result()!r}"
         await other.execute("UPDATE deliveries SET lease_until = $1 WHERE id = $2", NOW + 60, head)
         await tx.commit()
         assert await asyncio.wait_for(task, 10) is None  # the head is leased: nothing to send yet
