@@ -412,8 +412,7 @@ class _WriteBatcher:
         self._queue.append((outcome, fut))
         if self._writer is None or self._writer.done():
             # in a context of its own: it writes every feed's outcome, its log lines name none of them
-            self._writer = asyncio.create_task(self._drain(), name="herald-write-batcher",
-                                               context=contextvars.Context())
+            self._writer = contextvars.Context().run(asyncio.create_task, self._drain(), name="herald-write-batcher")
         return fut
 
     async def _drain(self) -> None:
