@@ -577,10 +577,14 @@ class Poller:
     async def _after_fetch(self, feed: FeedState, result: FetchResult, now: float, stats: PollStats) -> PollOutcome:
         """The I/O of one fetched feed, in order; :mod:`bot.policy` makes every decision.
 
-        moved? (config feeds keep their URL, warned once) → 304 or the same body: done →
-        parse in a worker, summaries deferred after the first poll → a truncated document
-        raises ParseError → ``storage.known`` → :func:`decide` → summarise the new entries
-        only → the outcome, for the write batcher."""
+        1. moved: a permanent redirect moves the feed (a config feed keeps its URL; warned once);
+        2. a 304 or the body stored last time: done, nothing parsed;
+        3. parse in a worker (after the first poll the HTML conversion is deferred);
+        4. a truncated document raises ParseError (poll_feed records it); a malformed one is logged;
+        5. ``storage.known`` → :func:`bot.decide.decide`;
+        6. summarise the new entries only, in a worker (HTML that fails to convert is plain text);
+        7. the outcome, which the caller hands to the write batcher.
+        """
         rules = self.config.polling
         moved = policy.on_moved(feed, result.permanent_url, in_config=feed.url in self._config_urls,
                                 warned=feed.id in self._moved_warned)
