@@ -26,7 +26,9 @@ from bot.parse import MAX_SUMMARY_CHARS, plain_summary
 from bot.schedule import JITTER, MIN_RETRY
 from bot.storage.base import PollOutcome
 from tests.feedserver import FeedServer, numbered_items, rss
-from tests.test_pipeline import CHANNEL, Clock, RecordingSink, make_config, once, open_herald
+from tests.support import Clock, RecordingSink
+from tests.test_pipeline import CHANNEL, once, open_herald
+from tests.test_pipeline import pipeline_config as make_config
 
 NOW = 1_800_000_000.0
 RULES = PollingConfig(interval=600.0, pause_after=86400.0, max_backoff=4 * 3600.0, max_per_poll=10)
@@ -363,7 +365,7 @@ async def test_a_summary_that_fails_to_convert_is_plain_text_and_nothing_is_pars
         stats, sent = await once(herald)
         assert counter.calls == ["parse", "parse_deferred", "summarise"]  # no second parse
         assert stats.errors == 0 and stats.stored == 1 and sent == 1
-        [message] = sink.sent
+        [message] = sink.messages
         embed = message.payload["embeds"][0]
         assert embed["title"] == "Post 3" and embed["description"] == plain("The *new* post BREAKS @everyone")
         assert message.payload["allowed_mentions"] == {"parse": []}
