@@ -27,7 +27,8 @@ from bot.schedule import JITTER, MIN_RETRY
 from bot.storage.base import PollOutcome
 from tests.feedserver import FeedServer, numbered_items, rss
 from tests.support import Clock, RecordingSink
-from tests.test_pipeline import CHANNEL, once, open_herald, pipeline_config
+from tests.test_pipeline import CHANNEL, once, open_herald
+from tests.test_pipeline import pipeline_config as make_config
 
 NOW = 1_800_000_000.0
 RULES = PollingConfig(interval=600.0, pause_after=86400.0, max_backoff=4 * 3600.0, max_per_poll=10)
@@ -354,7 +355,7 @@ async def test_a_summary_that_fails_to_convert_is_plain_text_and_nothing_is_pars
     items = numbered_items(range(1, 3))
     feed_server.set("/feed.xml", rss(items))
     sink = RecordingSink()
-    herald = await open_herald(pipeline_config(tmp_path, [{"url": feed_server.url("/feed.xml")}]), sink)
+    herald = await open_herald(make_config(tmp_path, [{"url": feed_server.url("/feed.xml")}]), sink)
     try:
         counter = CountingParser(herald.parser)
         await once(herald)
@@ -448,7 +449,7 @@ def test_the_json_log_gets_bound_fields_from_any_logger() -> None:
 async def test_every_log_line_of_a_poll_names_its_feed(tmp_path, feed_server: FeedServer, capture: Capture) -> None:
     malformed = rss(numbered_items(range(1, 3)), extra_channel="<x>a & b</x>")  # readable, not well-formed
     feed_server.set("/feed.xml", malformed)
-    herald = await open_herald(pipeline_config(tmp_path, [{"url": feed_server.url("/feed.xml"), "name": "blog"}]),
+    herald = await open_herald(make_config(tmp_path, [{"url": feed_server.url("/feed.xml"), "name": "blog"}]),
                                RecordingSink())
     seen: list[dict[str, Any]] = []
     apply = herald.storage.apply_polls
@@ -477,7 +478,7 @@ async def test_every_log_line_of_a_delivery_names_its_target_feed_and_entry(
     tmp_path, feed_server: FeedServer, capture: Capture,
 ) -> None:
     feed_server.set("/feed.xml", rss(numbered_items(range(1, 3))))
-    config = pipeline_config(tmp_path, [{"url": feed_server.url("/feed.xml"), "name": "blog", "backfill": 1}])
+    config = make_config(tmp_path, [{"url": feed_server.url("/feed.xml"), "name": "blog", "backfill": 1}])
     herald = await open_herald(config, BrokenTarget(), Clock())
     try:
         await once(herald)
