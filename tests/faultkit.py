@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from bot import notices
 from bot.config import Config, config_from_dict
 from bot.storage.base import ClaimedDelivery
 
@@ -66,6 +67,16 @@ class Sent:
     payload: dict[str, Any]
     nonce: str
     feed_id: int
+
+
+@dataclass
+class RecordingNotifier:
+    """A Notifier (bot.notices) that keeps each notice as (kind, feed id, the text Discord would show)."""
+
+    alerts: list[tuple[str, int | None, str]] = field(default_factory=list)
+
+    async def notify(self, notice: notices.Notice) -> None:
+        self.alerts.append((notice.kind, notice.feed_id, notices.text(notice)))
 
 
 @dataclass
