@@ -132,6 +132,13 @@ CONNECT_RETRY_MAX = 300.0
 _UNREACHABLE = (aiohttp.ClientConnectionError, OSError, asyncio.TimeoutError, discord.DiscordServerError)
 
 
+def _has_websocket(client: discord.Client) -> bool:
+    """Whether the client ever opened its gateway websocket (discord.py types ``ws`` as always set;
+    it is None until the first connection)."""
+    ws: object = client.ws
+    return ws is not None
+
+
 def unreachable_reason(exc: BaseException) -> str:
     """A short, readable reason for a failed connection to Discord (no traceback)."""
     if isinstance(exc, discord.DiscordServerError):
@@ -163,7 +170,7 @@ class OneLineReconnects(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not (record.exc_info and record.msg == "Attempting a reconnect in %.2fs"):
             return True
-        if any(bot.ws is None for bot in self.current):
+        if any(not _has_websocket(bot) for bot in self.current):
             return log.isEnabledFor(logging.DEBUG)  # never connected: Herald's retry line follows
         if log.isEnabledFor(logging.DEBUG):
             return True
@@ -229,7 +236,7 @@ async def _run_bot_until_stopped(config: Config, token: str, once: bool, current
             # discord.py 2.x: when the very first gateway connection fails, its reconnect step reads
             # ``self.ws.sequence`` with no websocket yet. That is the gateway being unreachable.
             cause = exc.__context__
-            if bot.ws is not None or not isinstance(cause, _UNREACHABLE):
+            if _has_websocket(bot) or not isinstance(cause, _UNREACHABLE):
                 raise
             if stop.is_set():
                 return 0
@@ -239,7 +246,7 @@ async def _run_bot_until_stopped(config: Config, token: str, once: bool, current
         except _UNREACHABLE as exc:
             if stop.is_set():
                 return 0
-            if bot.ws is not None:  # it was connected: a new outage starts with the short pause again
+            if _has_websocket(bot):  # it was connected: a new outage starts with the short pause again
                 delay = CONNECT_RETRY_FIRST
             # after the login, it was the gateway (the websocket) that failed
             where = Route.BASE if bot.user is None else str(discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)

@@ -60,7 +60,7 @@ class FeedsCog(commands.GroupCog, group_name="feed", group_description="Manage t
         """Previews render as a feed added from Discord will be announced: with the [defaults]."""
         return Subscription(0, 0, "preview").with_defaults(self.bot.config.defaults)
 
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:  # type: ignore[override]
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
         # Checked at run time too: the default permission can be overridden per server.
         if interaction.guild_id is None:
             raise app_commands.NoPrivateMessage()
