@@ -20,6 +20,13 @@ from bot.storage.base import Storage
 
 log = logging.getLogger("herald")
 
+# A loop that crashed is restarted after RESTART_FIRST seconds, doubling up to RESTART_MAX; one that
+# ran at least RESTART_RESET seconds before crashing starts again from the short pause.
+RESTART_FIRST = 1.0
+RESTART_MAX = 60.0
+RESTART_RESET = 60.0
+DELIVERY_STOP_TIMEOUT = 5.0  # seconds in-flight deliveries get to finish when Herald stops
+
 
 class Herald:
     """The core service, independent of Discord: poll feeds, store entries, deliver to a sink.
@@ -87,14 +94,14 @@ class Herald:
         finally:
             self.poller.wake()
             self.worker.wake()
-            await self.worker.stop(timeout=5.0)
+            await self.worker.stop(timeout=DELIVERY_STOP_TIMEOUT)
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _supervise(self, name: str, fn: Callable[[asyncio.Event], Awaitable[None]], stop: asyncio.Event) -> None:
         """Restarts a loop that crashed, with a growing pause, so one bug cannot stop Herald."""
-        delay = 1.0
+        delay = RESTART_FIRST
         while not stop.is_set():
             started = time.monotonic()
             try:
@@ -104,13 +111,13 @@ class Herald:
                 raise
             except Exception:
                 log.exception("the %s loop crashed; restarting in %.0fs", name, delay)
-            if time.monotonic() - started > 60:
-                delay = 1.0
+            if time.monotonic() - started > RESTART_RESET:
+                delay = RESTART_FIRST
             try:
                 await asyncio.wait_for(stop.wait(), delay)
             except asyncio.TimeoutError:
                 pass
-            delay = min(delay * 2, 60.0)
+            delay = min(delay * 2, RESTART_MAX)
 
     async def feed_paused(self, feed: FeedState, reason: str) -> None:
         """The poller paused ``feed``: logged, and one notice."""
