@@ -258,3 +258,15 @@ async def test_command_sync_runs_only_when_the_commands_changed(tmp_path: Path, 
         assert bot.tree.on_error == bot.get_cog("ErrorHandler").on_app_command_error  # type: ignore[union-attr]
     async with running_bot(config, TOKEN):
         assert puts() == 1  # the same commands: no second sync
+
+
+def test_the_core_imports_no_discord() -> None:
+    """The core (Herald, the service the cogs use, notices, management, the CLI) loads without discord.py."""
+    import subprocess
+    import sys
+
+    code = ("import sys, bot.app, bot.service, bot.notices, bot.manage, bot.cli; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'discord'))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
