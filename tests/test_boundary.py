@@ -270,3 +270,22 @@ def test_the_core_imports_no_discord() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+async def test_doctor_waits_out_429s_and_leaves_discord_py_endpoints_alone(tmp_path: Path, fake: FakeDiscord,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.doctor import run_doctor
+
+    monkeypatch.setenv("HERALD_TEST_TOKEN", TOKEN)
+    guild = fake.add_guild(name="Readers")
+    good = fake.add_channel(guild, "good")
+    config = make_config(tmp_path, fake, [{"url": SEED.as_uri(), "name": "vsoch", "channels": [good]}])
+    fake.rate_limit_next(1, retry_after=0.05, route="GET /users/@me")
+    fake.rate_limit_next(1, retry_after=0.05, route=f"GET /channels/{good}")
+    before = discord.http.Route.BASE
+    out = io.StringIO()
+    code = await run_doctor(config, out=out)
+    assert code == 0, out.getvalue()
+    assert "logged in as Herald" in out.getvalue() and f"#good ({good}) in 'Readers'" in out.getvalue()
+    assert fake.count_status(429) == 2  # both were served, and waited out
+    assert discord.http.Route.BASE == before != fake.api_base
