@@ -30,11 +30,11 @@ from bot.permissions import (
     required_permissions,
 )
 from bot.service import FeedNames, FeedService
-from tests.discord_harness import SEED, make_config, running_bot
+from tests.discord_harness import SEED, running_bot
 from tests.fakediscord import FakeDiscord
+from tests.support import TOKEN, make_config
 
 ROOT = Path(__file__).parent.parent
-TOKEN = "fake.bot-token.for-tests-only-0123456789"
 HOSTILE = "@everyone **bold** <#1>"
 
 
@@ -239,18 +239,11 @@ def test_the_bot_class_is_lifecycle_only() -> None:
     assert own <= {"__init__", "setup_hook", "close", "targets_checked"}, own
 
 
-@pytest.fixture
-async def fake():
-    async with FakeDiscord(token=TOKEN) as f:
-        yield f
-
-
 async def test_command_sync_runs_only_when_the_commands_changed(tmp_path: Path, fake: FakeDiscord,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HERALD_TEST_TOKEN", TOKEN)
+                                                                token_env: str) -> None:
     guild = fake.add_guild()
     channel = fake.add_channel(guild, "news")
-    config = make_config(tmp_path, fake, [{"url": SEED.as_uri(), "name": "vsoch", "channels": [channel]}])
+    config = make_config(tmp_path, [{"url": SEED.as_uri(), "name": "vsoch", "channels": [channel]}], fake=fake)
     puts = lambda: len(fake.requests_to("PUT /applications/{application_id}/commands"))  # noqa: E731
     async with running_bot(config, TOKEN) as bot:
         assert puts() == 1
@@ -273,13 +266,12 @@ def test_the_core_imports_no_discord() -> None:
 
 
 async def test_doctor_waits_out_429s_and_leaves_discord_py_endpoints_alone(tmp_path: Path, fake: FakeDiscord,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                          token_env: str) -> None:
     from bot.doctor import run_doctor
 
-    monkeypatch.setenv("HERALD_TEST_TOKEN", TOKEN)
     guild = fake.add_guild(name="Readers")
     good = fake.add_channel(guild, "good")
-    config = make_config(tmp_path, fake, [{"url": SEED.as_uri(), "name": "vsoch", "channels": [good]}])
+    config = make_config(tmp_path, [{"url": SEED.as_uri(), "name": "vsoch", "channels": [good]}], fake=fake)
     fake.rate_limit_next(1, retry_after=0.05, route="GET /users/@me")
     fake.rate_limit_next(1, retry_after=0.05, route=f"GET /channels/{good}")
     before = discord.http.Route.BASE
