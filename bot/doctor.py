@@ -10,6 +10,7 @@ Discord does. Without a token they are skipped, with a note on how to enable the
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -30,7 +31,12 @@ DISCORD_TIMEOUT = 20.0
 # What the README's invite link asks for: View Channels, Send Messages, Send Messages in Threads,
 # Embed Links, Create Public Threads.
 INVITE_PERMISSIONS = (1 << 10) | (1 << 11) | (1 << 38) | (1 << 14) | (1 << 35)
-_THREAD_TYPES = {10, 11, 12}
+DISCORD_API_BASE = "https://discord.com/api/v10"  # unless [discord] api_base names another server
+RATE_LIMIT_RETRIES = 3
+HTTP_ERROR = 400
+HTTP_FORBIDDEN = 403
+HTTP_NOT_FOUND = 404
+HTTP_TOO_MANY_REQUESTS = 429
 
 _MARK = {"ok": "ok", "fail": "FAIL", "warn": "warn", "skip": "skip"}
 
@@ -210,7 +216,7 @@ async def _check_feeds(config: Config, stored_feeds: list[Any], report: Report) 
 
         results = await asyncio.gather(*(one(label, url, trusted) for label, url, trusted, _ in checks))
 
-    for (label, url, _trusted, where), (kind, value) in zip(checks, results):
+    for (label, url, _trusted, where), (kind, value) in zip(checks, results, strict=True):
         shown = label if label == url else f"{label} ({url})"
         if kind == "ok":
             title = f' "{value.title}"' if value.title else ""
@@ -352,9 +358,10 @@ def _check_guilds(config: Config, homes: _Homes, report: Report) -> None:
             continue  # its channels were not asked about (no token, or no login); nothing is known either way
         label = f"feeds[{i}]" + (f" ({f.name})" if f.name else "")
         report.add("fail", "server", f"{label}: its Discord server cannot be known (no channel the bot can see, no "
-                   "webhook Discord answers for), so /feed list, /search and /feed resume in it will not find this feed",
-                   f"set guild_id = <server id> in that [[feeds]] table (Discord: Developer Mode, then right-click the "
-                   f"server → Copy Server ID), or fix its channels or webhooks above")
+                   "webhook Discord answers for), so /feed list, /search and /feed resume in it will not find this "
+                   "feed",
+                   "set guild_id = <server id> in that [[feeds]] table (Discord: Developer Mode, then right-click the "
+                   "server → Copy Server ID), or fix its channels or webhooks above")
 
 
 def invite_url(app_id: int | str) -> str:
@@ -371,47 +378,81 @@ async def _check_discord(config: Config, targets: dict[int, _Target], report: Re
                    f"export {env}=<your bot token> and run `herald doctor` again to check them")
         return
     register_secret(token)
-
     import discord
-    import discord.gateway
-    from discord.http import HTTPClient, Route
 
-    from bot.discord_bot import apply_endpoints
-
-    saved = (Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
-    apply_endpoints(config.discord)
-    http = HTTPClient(asyncio.get_running_loop(), max_ratelimit_timeout=DISCORD_TIMEOUT)
-    try:
+    base = (config.discord.api_base or DISCORD_API_BASE).rstrip("/")
+    timeout = aiohttp.ClientTimeout(total=DISCORD_TIMEOUT)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        api = DiscordAPI(session, base, token)
         try:
-            me = await asyncio.wait_for(http.static_login(token), DISCORD_TIMEOUT)
-        except discord.LoginFailure:
-            report.add("fail", "discord", f"Discord rejected the token in ${env} (401 Unauthorized)",
-                       f"Discord developer portal → your application → Bot → Reset Token, then set {env} to it")
+            me = await api.get("/users/@me")
+        except discord.HTTPException as exc:
+            if exc.status == 401:
+                report.add("fail", "discord", f"Discord rejected the token in ${env} (401 Unauthorized)",
+                           f"Discord developer portal → your application → Bot → Reset Token, then set {env} to it")
+            else:
+                report.add("fail", "discord", f"cannot reach Discord at {base}: {type(exc).__name__}: {exc}",
+                           "check this machine's network access to Discord ([discord] api_base when you use another "
+                           "server)")
             return
-        except (discord.HTTPException, aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-            report.add("fail", "discord", f"cannot reach Discord at {Route.BASE}: {type(exc).__name__}: {exc}",
-                       "check this machine's network access to Discord ([discord] api_base when you use another server)")
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError, ValueError) as exc:
+            report.add("fail", "discord", f"cannot reach Discord at {base}: {type(exc).__name__}: {exc}",
+                       "check this machine's network access to Discord ([discord] api_base when you use another "
+                       "server)")
             return
         user_id = int(me["id"])
         report.add("ok", "discord", f"logged in as {me.get('username', '?')} (id {user_id})")
         try:  # the invite link needs the application's id (the bot user's id on older applications)
-            app_id = int((await http.application_info())["id"])
-        except (discord.HTTPException, KeyError, ValueError):
+            app_id = int((await api.get("/oauth2/applications/@me"))["id"])
+        except (discord.HTTPException, aiohttp.ClientError, OSError, asyncio.TimeoutError, KeyError, TypeError,
+                ValueError):
             app_id = user_id
-        checker = _ChannelChecker(http, user_id, app_id)
+        checker = _ChannelChecker(api, user_id, app_id)
         for target in targets.values():
             await checker.check(target, report)
         if homes is not None:
             homes.discord_checked = True
             homes.channels.update(checker.channel_guilds)
-    finally:
-        await http.close()
-        Route.BASE, discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = saved
+
+
+class DiscordAPI:
+    """The few reads of Discord's REST API the doctor needs, against ``base`` (discord.py's global
+    endpoints stay as they are). A 429 is waited out (within DISCORD_TIMEOUT, a few times); an
+    error answer raises discord.py's exception for it (NotFound, Forbidden, HTTPException)."""
+
+    def __init__(self, session: aiohttp.ClientSession, base: str, token: str) -> None:
+        self.session = session
+        self.base = base
+        self.headers = {"Authorization": f"Bot {token}", "User-Agent": f"Herald/{__version__} (doctor)"}
+
+    async def get(self, path: str) -> Any:
+        import discord
+
+        for _ in range(RATE_LIMIT_RETRIES):
+            async with self.session.get(self.base + path, headers=self.headers) as resp:
+                body = await resp.read()
+                try:
+                    data: Any = json.loads(body) if body else None
+                except ValueError:
+                    data = body.decode("utf-8", "replace")
+                if resp.status == HTTP_TOO_MANY_REQUESTS:
+                    wait = data.get("retry_after", 1.0) if isinstance(data, dict) else 1.0
+                    await asyncio.sleep(min(float(wait), DISCORD_TIMEOUT))  # Discord asks for this pause
+                    continue
+                if resp.status < HTTP_ERROR:
+                    return data
+                message = data if isinstance(data, (dict, str)) else ""
+                if resp.status == HTTP_FORBIDDEN:
+                    raise discord.Forbidden(resp, message)
+                if resp.status == HTTP_NOT_FOUND:
+                    raise discord.NotFound(resp, message)
+                raise discord.HTTPException(resp, message)
+        raise asyncio.TimeoutError(f"Discord kept answering 429 Too Many Requests to GET {path}")
 
 
 class _ChannelChecker:
-    def __init__(self, http: Any, user_id: int, app_id: int) -> None:
-        self.http = http
+    def __init__(self, api: DiscordAPI, user_id: int, app_id: int) -> None:
+        self.api = api
         self.user_id = user_id
         self.app_id = app_id
         self.guilds: dict[int, Any] = {}
@@ -421,13 +462,13 @@ class _ChannelChecker:
 
     async def _channel(self, channel_id: int) -> Any:
         if channel_id not in self.channels:
-            self.channels[channel_id] = await self.http.get_channel(channel_id)
+            self.channels[channel_id] = await self.api.get(f"/channels/{channel_id}")
         return self.channels[channel_id]
 
     async def check(self, target: _Target, report: Report) -> None:
         import discord
 
-        from bot.discord_bot import _USABLE_TYPES, required_permissions
+        from bot.permissions import channel_type, check_channel  # discord.py only when Discord is checked
 
         cid = target.channel_id
         users = ", ".join(target.used_by)
@@ -446,11 +487,8 @@ class _ChannelChecker:
             report.add("fail", "channel", f"channel {cid}: Discord answered HTTP {exc.status}: {exc.text}", None)
             return
         name = f"#{channel.get('name', cid)} ({cid})"
-        try:
-            ctype = discord.ChannelType(int(channel.get("type", -1)))
-        except ValueError:
-            ctype = None
-        kind = _USABLE_TYPES.get(ctype) if ctype is not None else None
+        ctype = channel_type(channel.get("type"))
+        kind = check_channel(ctype, None).kind
         if kind is None:
             report.add("fail", "channel", f"{name} is a {ctype or 'unknown'} channel; Herald posts into text, "
                        f"announcement, forum and thread channels ({users})", "use another channel id")
@@ -468,11 +506,11 @@ class _ChannelChecker:
                        "remove create_thread from those [[feeds]], or give them a text channel's id")
         try:
             if guild_id not in self.guilds:
-                self.guilds[guild_id] = await self.http.get_guild(guild_id)
+                self.guilds[guild_id] = await self.api.get(f"/guilds/{guild_id}")
             if guild_id not in self.members:
-                self.members[guild_id] = await self.http.get_member(guild_id, self.user_id)
+                self.members[guild_id] = await self.api.get(f"/guilds/{guild_id}/members/{self.user_id}")
             overwrites_from = channel
-            if int(channel["type"]) in _THREAD_TYPES:  # threads take their parent's overwrites
+            if kind == "thread":  # threads take their parent's overwrites
                 overwrites_from = await self._channel(int(channel["parent_id"]))
         except discord.HTTPException as exc:
             report.add("fail", "channel", f"{name}: cannot read its server's roles (HTTP {exc.status})", None)
@@ -482,13 +520,12 @@ class _ChannelChecker:
                              overwrites_from.get("permission_overwrites", []), thread=kind == "thread")
         where = f"{name} in {guild.get('name', guild_id)!r}"
         meta = channel.get("thread_metadata") or {}
-        missing = [label for attr, label in required_permissions(kind, target.create_thread).items()
-                   if not getattr(perms, attr)]
+        missing = check_channel(ctype, perms, create_thread=target.create_thread).missing
         if missing:
             listed = ", ".join(missing)
             report.add("fail", "channel", f"{where}: the bot lacks {listed} ({users})",
-                       f"in Discord, {'the parent channel' if kind == 'thread' else name} → Edit Channel → Permissions: "
-                       f"allow {listed} for the bot's role (or grant it in Server Settings → Roles)")
+                       f"in Discord, {'the parent channel' if kind == 'thread' else name} → Edit Channel → "
+                       f"Permissions: allow {listed} for the bot's role (or grant it in Server Settings → Roles)")
         elif meta.get("locked"):
             report.add("fail", "channel", f"{where}: the thread is locked ({users})", "unlock the thread in Discord")
         else:

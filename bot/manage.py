@@ -15,6 +15,7 @@ from bot.pipeline import ParsePool
 from bot.storage.base import FeedInfo, Storage
 
 
+SHOWN_NAME_CHARS = 100  # of a feed name that matched nothing, quoted back
 PUBLIC_ONLY = "Feeds added from Discord must be on the public internet, with the host written plainly."
 
 
@@ -80,7 +81,8 @@ async def already_in_channel(storage: Storage, guild_id: int, url: str, target: 
 async def resolve_feed(storage: Storage, guild_id: int, name: str) -> FeedInfo:
     info = await storage.find_feed(name, guild_id)
     if info is None:
-        raise UserError(f"No feed named **{plain(name[:100], one_line=True)}** in this server. `/feed list` shows them.")
+        raise UserError(f"No feed named **{plain(name[:SHOWN_NAME_CHARS], one_line=True)}** in this server. "
+                        "`/feed list` shows them.")
     return info
 
 

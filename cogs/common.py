@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from typing import TYPE_CHECKING
 
 import discord
@@ -14,7 +13,7 @@ from bot.manage import autocomplete_names
 from bot.render import truncate
 
 if TYPE_CHECKING:
-    from bot.discord_bot import HeraldBot
+    from bot.service import FeedService
 
 _MD_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)?")
 _LEFTOVER_URL = re.compile(r"\]\([^)\s]*\)?|\(https?://[^)\s]*\)?")
@@ -76,39 +75,10 @@ def when(ts: float | None) -> str:
     return f"<t:{int(ts)}:d>" if ts else "undated"
 
 
-class FeedNames:
-    """Per-guild feed names for autocomplete, cached briefly so answers come well within 3 s."""
-
-    TTL = 5.0
-
-    def __init__(self, bot: "HeraldBot") -> None:
-        self.bot = bot
-        self._cache: dict[int, tuple[float, list[str]]] = {}
-
-    def invalidate(self, guild_id: int | None) -> None:
-        if guild_id is not None:
-            self._cache.pop(guild_id, None)
-
-    async def names(self, guild_id: int) -> list[str]:
-        hit = self._cache.get(guild_id)
-        now = time.monotonic()
-        if hit and now - hit[0] < self.TTL:
-            return hit[1]
-        feeds = await self.bot.storage.list_feeds(guild_id)
-        names = [f.name for f in feeds]
-        self._cache[guild_id] = (now, names)
-        return names
-
-    async def choices(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-        if interaction.guild_id is None:
-            return []
-        names = autocomplete_names(await self.names(interaction.guild_id), current, limits.AUTOCOMPLETE_CHOICES)
-        return [app_commands.Choice(name=n[: limits.CHOICE_NAME], value=n[: limits.CHOICE_VALUE]) for n in names]
-
-
-def feed_names(bot: "HeraldBot") -> FeedNames:
-    existing = getattr(bot, "_feed_names", None)
-    if existing is None:
-        existing = FeedNames(bot)
-        bot._feed_names = existing  # type: ignore[attr-defined]
-    return existing
+async def feed_choices(feeds: FeedService, interaction: discord.Interaction,
+                       current: str) -> list[app_commands.Choice[str]]:
+    """Autocomplete for a ``feed`` option: this server's feed names matching what is typed."""
+    if interaction.guild_id is None:
+        return []
+    names = autocomplete_names(await feeds.names.names(interaction.guild_id), current, limits.AUTOCOMPLETE_CHOICES)
+    return [app_commands.Choice(name=n[: limits.CHOICE_NAME], value=n[: limits.CHOICE_VALUE]) for n in names]

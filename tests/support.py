@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Callable
 
+from bot import notices
 from bot.config import Config, config_from_dict
 from bot.storage.base import ClaimedDelivery
 
@@ -124,6 +125,16 @@ class RecordingSink:
         for m in self.to(target):
             c.update(m.titles)
         return c
+
+
+@dataclass
+class RecordingNotifier:
+    """A Notifier (bot.notices) that keeps each notice as (kind, feed id, the text Discord would show)."""
+
+    alerts: list[tuple[str, int | None, str]] = field(default_factory=list)
+
+    async def notify(self, notice: notices.Notice) -> None:
+        self.alerts.append((notice.kind, notice.feed_id, notices.text(notice)))
 
 
 def make_config(tmp_path: Path, feeds: list[dict[str, Any]], *, fake: Any = None, channels: list[int] | None = None,

@@ -461,8 +461,8 @@ async def test_feed_text_and_server_errors_show_as_written_everywhere(fake, worl
 
     # the notices: a feed paused for failing, and a channel Discord refuses
     resume = f"herald feeds resume {info.id}"  # a code span cannot show the name's backtick: the id instead
-    await bot.herald._feed_paused(FeedState(id=info.id, url=info.url, title=HOSTILE_TITLE), f"HTTP 500 {HOSTILE_REASON}")
-    await bot.herald._target_broken(f"channel:{channel}", HOSTILE_REASON)
+    await bot.herald.feed_paused(FeedState(id=info.id, url=info.url, title=HOSTILE_TITLE), f"HTTP 500 {HOSTILE_REASON}")
+    await bot.herald.target_broken(f"channel:{channel}", HOSTILE_REASON)
     def two_notices():
         sent = [m for m in fake.messages(channel) if m["via"] == "bot"]  # not the public /search answer
         return sent if len(sent) >= 2 else None

@@ -14,7 +14,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bot import escape
-from bot.app import _resume_command
+from bot.notices import resume_command
 from bot.doctor import Report
 from bot.escape import CODE_BACKTICK, clean, code_span, fold_for_judging, link_text, link_url, plain
 from bot.models import StoredEntry
@@ -113,11 +113,11 @@ def test_code_span_backticks_and_line_breaks() -> None:
 
 
 def test_resume_command_quotes_the_name_or_falls_back_to_the_id() -> None:
-    assert _resume_command("vsoch", 3) == "`herald feeds resume vsoch`"
-    assert _resume_command("my blog", 3) == "`herald feeds resume 'my blog'`"
-    assert _resume_command("a`b", 3) == "`herald feeds resume 3`"  # the span could not show the backtick
-    assert _resume_command("x\u202eabc", 3) == "`herald feeds resume 3`"
-    assert _resume_command(None, 7) == "`herald feeds resume 7`"
+    assert resume_command("vsoch", 3) == "`herald feeds resume vsoch`"
+    assert resume_command("my blog", 3) == "`herald feeds resume 'my blog'`"
+    assert resume_command("a`b", 3) == "`herald feeds resume 3`"  # the span could not show the backtick
+    assert resume_command("x\u202eabc", 3) == "`herald feeds resume 3`"
+    assert resume_command(None, 7) == "`herald feeds resume 7`"
 
 
 # --- link_text and link_url -------------------------------------------------------------------------

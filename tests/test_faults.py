@@ -25,7 +25,7 @@ from bot.models import DEFAULT_SUMMARY_LENGTH
 from bot.storage.base import FeedInfo
 from tests import hostile
 from tests.faultkit import herald_config, record, tally
-from tests.support import Clock, RecordingSink
+from tests.support import Clock, RecordingNotifier, RecordingSink
 from tests.hostile import HostileServer, server  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:feedparser")
@@ -70,17 +70,13 @@ class Rig:
                           "backfill": victim_backfill})
         # a generous timeout (the suite shares its machine); the timeout faults set a short one
         config = herald_config(tmp_path, feeds, polling={"timeout": "5s", **(polling or {})})
-        herald = Herald(config, sink, clock=clock, parse_inline=True)
-        rig = cls(server, herald, clock, sink, victim_path=victim_path)
+        notifier = RecordingNotifier()
+        herald = Herald(config, sink, clock=clock, parse_inline=True, notifier=notifier)
+        rig = cls(server, herald, clock, sink, victim_path=victim_path, alerts=notifier.alerts)
         if guarded_victim:  # a feed added from Discord: the SSRF guard applies to it
             p = config.polling
             herald.fetcher = herald.poller.fetcher = Fetcher(
                 timeout=p.timeout, max_bytes=p.max_bytes, resolver=PublicDNS(), public_addresses=frozenset({"127.0.0.1"}))
-
-        async def alert(kind: str, feed_id: int | None, text: str) -> None:
-            rig.alerts.append((kind, feed_id, text))
-
-        herald.alert = alert
         await herald.open()
         if guarded_victim:
             await herald.storage.add_feed(f"http://feeds.test:{server.port}{victim_path}", target=VICTIM, guild_id=1,

@@ -20,7 +20,7 @@ from bot.config import config_from_dict
 from bot.deliver import ConsoleSink
 from tests.conftest import unclosed_resources
 from tests.discord_harness import SEED, fake_discord_toml, running_bot
-from tests.support import START, TOKEN, Clock, make_config
+from tests.support import START, TOKEN, Clock, RecordingNotifier, make_config
 from tests.fakediscord import FakeDiscord
 
 pytestmark = pytest.mark.usefixtures("token_env")  # the configs read $HERALD_TEST_TOKEN
@@ -140,13 +140,13 @@ async def test_a_channel_that_becomes_visible_gives_its_feed_a_server(tmp_path, 
         assert sub.guild_id is None
         assert any("feed late" in r.getMessage() and "guild_id" in r.getMessage() for r in caplog.records)
         learned = asyncio.Event()
-        original = bot.learn_guild
+        original = bot.targets.learn_guild
 
         async def learn_and_tell(channels):
             await original(channels)
             learned.set()
 
-        bot.learn_guild = learn_and_tell
+        bot.targets.learn_guild = learn_and_tell  # type: ignore[method-assign]
         fake.add_channel(guild, "late", channel_id=late_id)  # CHANNEL_CREATE
         await asyncio.wait_for(learned.wait(), EVENT_TIMEOUT)
         [sub] = await bot.storage.subscriptions()
@@ -165,17 +165,13 @@ async def test_pause_notice_of_a_feed_that_never_worked_says_so(tmp_path):
         "feeds": [{"url": (tmp_path / "missing.xml").as_uri(), "name": "broken", "channels": [1]}],
     }, tmp_path / "herald.toml")
     now = [1_800_000_000.0]
-    notices = []
-
-    async def alert(kind, feed_id, text):
-        notices.append(text)
-
-    async with Herald(config, ConsoleSink(io.StringIO()), clock=lambda: now[0], parse_inline=True) as herald:
-        herald.alert = alert
+    notifier = RecordingNotifier()
+    async with Herald(config, ConsoleSink(io.StringIO()), clock=lambda: now[0], parse_inline=True,
+                      notifier=notifier) as herald:
         await herald.run_once()
         now[0] += 5  # well past pause_after, but not a minute
         await herald.run_once()
-    [text] = notices
+    [(_, _, text)] = notifier.alerts
     assert "failing since its first poll" in text and "0 minutes" not in text
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
 import discord
@@ -11,11 +10,12 @@ from discord.ext import commands
 
 from bot import escape, limits
 from bot.errors import UserError
-from bot.manage import already_in_channel, check_quota, preview_entry, resolve_feed, validate_feed_url
+from bot.discord_targets import target_problem
+from bot.manage import preview_entry
 from bot.models import Subscription
 from bot.render import EMBED_COLOR, render_entry, truncate
 from bot.storage.base import FeedInfo
-from cogs.common import feed_name, feed_names, shown_url, when
+from cogs.common import feed_choices, feed_name, shown_url, when
 
 STATE_CHARS = 200  # a feed's state (its pause reason or last error) in /feed list
 ERROR_CHARS = 300  # its last error in /feed status
@@ -51,16 +51,16 @@ def _state(info: FeedInfo) -> str:
 @app_commands.guild_only()
 @app_commands.default_permissions(manage_guild=True)
 class FeedsCog(commands.GroupCog, group_name="feed", group_description="Manage this server's feeds"):
-    def __init__(self, bot: "HeraldBot") -> None:
+    def __init__(self, bot: HeraldBot) -> None:
         self.bot = bot
-        self.names = feed_names(bot)
+        self.feeds = bot.feeds
         super().__init__()
 
     def _preview_subscription(self) -> Subscription:
         """Previews render as a feed added from Discord will be announced: with the [defaults]."""
         return Subscription(0, 0, "preview").with_defaults(self.bot.config.defaults)
 
-    async def interaction_check(self, interaction: discord.Interaction) -> bool:  # type: ignore[override]
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
         # Checked at run time too: the default permission can be overridden per server.
         if interaction.guild_id is None:
             raise app_commands.NoPrivateMessage()
@@ -79,28 +79,16 @@ class FeedsCog(commands.GroupCog, group_name="feed", group_description="Manage t
         if channel.guild.id != interaction.guild_id:
             raise UserError("That channel belongs to another server.")
         await interaction.response.defer(ephemeral=True, thinking=True)
-        problem = await self.bot._target_problem(channel.id, False)
+        problem = await target_problem(self.bot, channel.id, False)
         if problem:
             raise UserError(f"Herald cannot post there: {problem}.")
-        storage = self.bot.storage
-        await check_quota(storage, interaction.guild_id, self.bot.config.discord.feed_quota)
-        herald = self.bot.herald
-        checked = await validate_feed_url(url, herald.fetcher, herald.parser,
-                                          allow_private=self.bot.config.polling.allow_private)
+        await self.feeds.check_quota(interaction.guild_id)
+        checked = await self.feeds.validate(url)
         target = f"channel:{channel.id}"
-        existing = await already_in_channel(storage, interaction.guild_id, checked.url, target)
+        existing = await self.feeds.already_there(interaction.guild_id, checked.url, target)
         if existing is not None:
             raise UserError(f"**{feed_name(existing.name)}** is already announced in <#{channel.id}>.")
-        name = truncate(" ".join(escape.clean(checked.feed.title or "").split()) or checked.url, 90)
-        names = {n.lower() for n in await self.names.names(interaction.guild_id)}
-        base, n = name, 2
-        while name.lower() in names:
-            name = f"{base} ({n})"
-            n += 1
-        await storage.add_feed(checked.url, target=target, guild_id=interaction.guild_id, name=name,
-                               backfill=backfill, now=time.time(), title=checked.feed.title)
-        self.names.invalidate(interaction.guild_id)
-        herald.poller.wake()
+        name = await self.feeds.add(interaction.guild_id, checked, target, backfill=backfill)
         found = f" (found on {shown_url(checked.discovered_from)})" if checked.discovered_from else ""
         text = (f"Added **{feed_name(name)}**{found}: {len(checked.feed.entries)} entries now, "
                 f"new posts will be announced in <#{channel.id}>"
@@ -116,18 +104,18 @@ class FeedsCog(commands.GroupCog, group_name="feed", group_description="Manage t
     @app_commands.command(name="remove", description="Stop announcing a feed in this server")
     async def remove(self, interaction: discord.Interaction, feed: str) -> None:
         assert interaction.guild_id is not None  # nosec B101 # guild-only command: narrows the type
-        info = await resolve_feed(self.bot.storage, interaction.guild_id, feed)
+        info = await self.feeds.resolve(interaction.guild_id, feed)
         if info.source == "config":
-            raise UserError(f"**{feed_name(info.name)}** comes from the config file; remove it there (you can `/feed pause` it).")
-        await self.bot.storage.remove_subscriptions(info.id, interaction.guild_id)
-        self.names.invalidate(interaction.guild_id)
+            raise UserError(f"**{feed_name(info.name)}** comes from the config file; remove it there "
+                            "(you can `/feed pause` it).")
+        await self.feeds.remove(info, interaction.guild_id)
         await interaction.response.send_message(f"Removed **{feed_name(info.name)}**. Its past posts stay searchable.",
                                                 ephemeral=True)
 
     @app_commands.command(name="list", description="List this server's feeds")
     async def list_feeds(self, interaction: discord.Interaction) -> None:
         assert interaction.guild_id is not None  # nosec B101 # guild-only command: narrows the type
-        feeds = await self.bot.storage.list_feeds(interaction.guild_id)
+        feeds = await self.feeds.list_feeds(interaction.guild_id)
         embed = discord.Embed(title=f"Feeds ({len(feeds)})", color=EMBED_COLOR)
         if not feeds:
             embed.description = "No feeds yet. Add one with `/feed add`."
@@ -141,12 +129,9 @@ class FeedsCog(commands.GroupCog, group_name="feed", group_description="Manage t
 
     async def _set_paused(self, interaction: discord.Interaction, feed: str, paused: bool) -> None:
         assert interaction.guild_id is not None  # nosec B101 # guild-only command: narrows the type
-        info = await resolve_feed(self.bot.storage, interaction.guild_id, feed)
+        info = await self.feeds.resolve(interaction.guild_id, feed)
         reason = f"paused by {interaction.user} with /feed pause" if paused else None
-        await self.bot.storage.set_paused(info.id, paused, reason, guild_id=interaction.guild_id)
-        if not paused:
-            self.bot.herald.poller.wake()
-            self.bot.herald.worker.wake()
+        await self.feeds.set_paused(info, interaction.guild_id, paused, reason)
         await interaction.response.send_message(
             f"**{feed_name(info.name)}** is {'paused' if paused else 'resumed'}.", ephemeral=True)
 
@@ -162,9 +147,9 @@ class FeedsCog(commands.GroupCog, group_name="feed", group_description="Manage t
     async def status(self, interaction: discord.Interaction, feed: str | None = None) -> None:
         assert interaction.guild_id is not None  # nosec B101 # guild-only command: narrows the type
         if feed:
-            feeds = [await resolve_feed(self.bot.storage, interaction.guild_id, feed)]
+            feeds = [await self.feeds.resolve(interaction.guild_id, feed)]
         else:
-            feeds = await self.bot.storage.list_feeds(interaction.guild_id)
+            feeds = await self.feeds.list_feeds(interaction.guild_id)
         embed = discord.Embed(title="Feed status", color=EMBED_COLOR)
         if not feeds:
             embed.description = "No feeds yet."
@@ -176,8 +161,8 @@ class FeedsCog(commands.GroupCog, group_name="feed", group_description="Manage t
                      f"{f.entries} entries stored · {f.pending} pending · {f.failed} failed deliveries")
             if f.last_error:
                 value += f"\nLast error: {_shown(f.last_error, ERROR_CHARS)}"
-            embed.add_field(name=truncate(feed_name(f.name), limits.EMBED_FIELD_NAME), value=truncate(value, limits.EMBED_FIELD_VALUE),
-                            inline=False)
+            embed.add_field(name=truncate(feed_name(f.name), limits.EMBED_FIELD_NAME),
+                            value=truncate(value, limits.EMBED_FIELD_VALUE), inline=False)
         if len(feeds) > limits.EMBED_FIELDS:
             embed.set_footer(text=f"and {len(feeds) - limits.EMBED_FIELDS} more; name a feed to see it")
         await interaction.response.send_message(embed=embed, ephemeral=True)
@@ -185,10 +170,11 @@ class FeedsCog(commands.GroupCog, group_name="feed", group_description="Manage t
     @app_commands.command(name="test", description="Preview a feed's newest announcement (only you see it)")
     async def test(self, interaction: discord.Interaction, feed: str) -> None:
         assert interaction.guild_id is not None  # nosec B101 # guild-only command: narrows the type
-        info = await resolve_feed(self.bot.storage, interaction.guild_id, feed)
-        entries = await self.bot.storage.recent(guild_id=interaction.guild_id, feed_id=info.id, limit=1)
+        info = await self.feeds.resolve(interaction.guild_id, feed)
+        entries = await self.feeds.recent(interaction.guild_id, info.id, 1)
         if not entries:
-            raise UserError(f"**{feed_name(info.name)}** has no stored entries yet; it is fetched {when(info.next_fetch)}.")
+            raise UserError(f"**{feed_name(info.name)}** has no stored entries yet; "
+                            f"it is fetched {when(info.next_fetch)}.")
         payload = render_entry(entries[0], entries[0].feed_title or info.title, self._preview_subscription())
         await interaction.response.send_message(
             "Preview of the newest announcement:", embeds=[discord.Embed.from_dict(e) for e in payload["embeds"]],
@@ -200,8 +186,8 @@ class FeedsCog(commands.GroupCog, group_name="feed", group_description="Manage t
     @status.autocomplete("feed")
     @test.autocomplete("feed")
     async def feed_autocomplete(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-        return await self.names.choices(interaction, current)
+        return await feed_choices(self.feeds, interaction, current)
 
 
-async def setup_cog(bot: "HeraldBot") -> None:
+async def setup_cog(bot: HeraldBot) -> None:
     await bot.add_cog(FeedsCog(bot))

@@ -19,7 +19,7 @@ STOP_TIMEOUT = 8.0
 
 
 class PipelineCog(commands.Cog):
-    def __init__(self, bot: "HeraldBot") -> None:
+    def __init__(self, bot: HeraldBot) -> None:
         self.bot = bot
         self.stop = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
@@ -32,7 +32,7 @@ class PipelineCog(commands.Cog):
         try:
             await self.bot.wait_until_ready()
             self.started = True
-            await self.bot.check_targets()
+            await self.bot.targets.check()
             if self.bot.once:
                 stats, sent = await self.bot.herald.run_once()
                 log.info("one cycle done: %d feeds polled, %d entries stored, %d announcements sent",

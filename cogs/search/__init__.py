@@ -6,7 +6,7 @@ if TYPE_CHECKING:
     from bot.discord_bot import HeraldBot
 
 
-async def setup(bot: "HeraldBot") -> None:
+async def setup(bot: HeraldBot) -> None:
     from cogs.search.cog import setup_cog
 
     await setup_cog(bot)

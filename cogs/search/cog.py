@@ -12,10 +12,9 @@ from discord.ext import commands
 from bot import escape, limits
 from bot.config import parse_since
 from bot.errors import UserError
-from bot.manage import resolve_feed
 from bot.render import EMBED_COLOR, truncate
 from bot.storage.base import SearchPage
-from cogs.common import clean_snippet, feed_name, feed_names, link_line, when
+from cogs.common import clean_snippet, feed_choices, feed_name, link_line, when
 
 if TYPE_CHECKING:
     from bot.discord_bot import HeraldBot
@@ -33,7 +32,8 @@ def search_embed(query: str, page: SearchPage, offset: int) -> discord.Embed:
     lines = []
     for i, hit in enumerate(page.hits, start=offset + 1):
         e = hit.entry
-        head = f"**{i}. {link_line(e.title, e.link)}**\n{feed_name(hit.feed_name)} · {when(e.published or e.first_seen)}"
+        head = (f"**{i}. {link_line(e.title, e.link)}**\n"
+                f"{feed_name(hit.feed_name)} · {when(e.published or e.first_seen)}")
         snippet = clean_snippet(hit.snippet, 300)
         lines.append(head + (f"\n{snippet}" if snippet else ""))
     embed.description = truncate("\n\n".join(lines), limits.EMBED_DESCRIPTION)
@@ -45,7 +45,7 @@ def search_embed(query: str, page: SearchPage, offset: int) -> discord.Embed:
 class SearchPager(discord.ui.View):
     """Previous/Next buttons that only the member who searched can press."""
 
-    def __init__(self, cog: "SearchCog", owner_id: int, query: str, scope: dict[str, Any], total: int) -> None:
+    def __init__(self, cog: SearchCog, owner_id: int, query: str, scope: dict[str, Any], total: int) -> None:
         super().__init__(timeout=VIEW_TIMEOUT)
         self.cog = cog
         self.owner_id = owner_id
@@ -68,30 +68,30 @@ class SearchPager(discord.ui.View):
 
     async def _show(self, interaction: discord.Interaction, offset: int) -> None:
         self.offset = max(0, offset)
-        page = await self.cog.bot.storage.search(self.query, limit=PAGE_SIZE, offset=self.offset, **self.scope)
+        page = await self.cog.bot.feeds.search(self.query, limit=PAGE_SIZE, offset=self.offset, **self.scope)
         self.total = page.total
         self._update()
         await interaction.response.edit_message(embed=search_embed(self.query, page, self.offset), view=self)
 
     @discord.ui.button(label="Previous", style=discord.ButtonStyle.secondary, custom_id="herald:search:prev")
-    async def previous(self, interaction: discord.Interaction, button: discord.ui.Button["SearchPager"]) -> None:
+    async def previous(self, interaction: discord.Interaction, button: discord.ui.Button[SearchPager]) -> None:
         await self._show(interaction, self.offset - PAGE_SIZE)
 
     @discord.ui.button(label="Next", style=discord.ButtonStyle.primary, custom_id="herald:search:next")
-    async def next(self, interaction: discord.Interaction, button: discord.ui.Button["SearchPager"]) -> None:
+    async def next(self, interaction: discord.Interaction, button: discord.ui.Button[SearchPager]) -> None:
         await self._show(interaction, self.offset + PAGE_SIZE)
 
 
 class SearchCog(commands.Cog):
-    def __init__(self, bot: "HeraldBot") -> None:
+    def __init__(self, bot: HeraldBot) -> None:
         self.bot = bot
-        self.names = feed_names(bot)
+        self.feeds = bot.feeds
 
     async def _scope(self, interaction: discord.Interaction, feed: str | None, since: str | None) -> dict[str, Any]:
         assert interaction.guild_id is not None  # nosec B101 # guild-only command: narrows the type
         scope: dict[str, Any] = {"guild_id": interaction.guild_id}
         if feed:
-            scope["feed_id"] = (await resolve_feed(self.bot.storage, interaction.guild_id, feed)).id
+            scope["feed_id"] = (await self.feeds.resolve(interaction.guild_id, feed)).id
         if since:
             try:
                 scope["since"] = parse_since(since, time.time())
@@ -101,12 +101,13 @@ class SearchCog(commands.Cog):
 
     @app_commands.command(name="search", description="Search past posts of this server's feeds")
     @app_commands.describe(query="Words to find; \"quotes\" for a phrase", feed="Only this feed",
-                           since='Only posts since a date (2026-01-31) or an age (7d)', public="Show the results to everyone")
+                           since="Only posts since a date (2026-01-31) or an age (7d)",
+                           public="Show the results to everyone")
     @app_commands.guild_only()
     async def search(self, interaction: discord.Interaction, query: str, feed: str | None = None,
                      since: str | None = None, public: bool = False) -> None:
         scope = await self._scope(interaction, feed, since)
-        page = await self.bot.storage.search(query, limit=PAGE_SIZE, offset=0, **scope)
+        page = await self.feeds.search(query, limit=PAGE_SIZE, offset=0, **scope)
         embed = search_embed(query, page, 0)
         if page.total > PAGE_SIZE:
             view = SearchPager(self, interaction.user.id, query, scope, page.total)
@@ -120,7 +121,7 @@ class SearchCog(commands.Cog):
     async def recent(self, interaction: discord.Interaction, feed: str | None = None,
                      count: app_commands.Range[int, 1, 10] = 5) -> None:
         scope = await self._scope(interaction, feed, None)
-        entries = await self.bot.storage.recent(guild_id=scope["guild_id"], feed_id=scope.get("feed_id"), limit=count)
+        entries = await self.feeds.recent(scope["guild_id"], scope.get("feed_id"), count)
         embed = discord.Embed(title="Recent posts", color=EMBED_COLOR)
         if not entries:
             embed.description = "No posts stored yet."
@@ -133,8 +134,8 @@ class SearchCog(commands.Cog):
     @search.autocomplete("feed")
     @recent.autocomplete("feed")
     async def feed_autocomplete(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-        return await self.names.choices(interaction, current)
+        return await feed_choices(self.feeds, interaction, current)
 
 
-async def setup_cog(bot: "HeraldBot") -> None:
+async def setup_cog(bot: HeraldBot) -> None:
     await bot.add_cog(SearchCog(bot))

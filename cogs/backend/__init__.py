@@ -1,0 +1,1 @@
+"""The bot's own machinery as extensions: command sync, the error handler, learning servers."""
