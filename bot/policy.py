@@ -26,9 +26,8 @@ from typing import TYPE_CHECKING
 
 from bot.config import PollingConfig
 from bot.errors import FeedError, FeedGone, FetchError
-from bot.models import Decision, FeedState, Known, ParsedEntry, ParsedFeed, Policy
+from bot.models import Decision, FeedState, Known, ParsedEntry, ParsedFeed, PollOutcome, Policy
 from bot.schedule import next_fetch
-from bot.storage.base import PollOutcome
 
 if TYPE_CHECKING:
     from bot.fetch import FetchResult
