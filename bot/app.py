@@ -14,7 +14,8 @@ from bot.deliver import DeliveryWorker, Sink
 from bot.fetch import Fetcher
 from bot.models import FeedState
 from bot.notices import Notifier
-from bot.pipeline import ParsePool, Poller, PollStats
+from bot.parsepool import ParsePool
+from bot.pipeline import Poller, PollStats
 from bot.storage import open_storage
 from bot.storage.base import Storage
 

@@ -121,7 +121,7 @@ def _run(config: Config, args: argparse.Namespace) -> int:
     if args.json and not args.dry_run:
         print("herald: --json goes with --dry-run", file=sys.stderr)
         return 2
-    from bot.pipeline import stop_parse_servers
+    from bot.parsepool import stop_parse_servers
 
     try:
         if not args.dry_run:
@@ -213,7 +213,7 @@ async def _preview(config: Config, args: argparse.Namespace) -> int:
     from bot.discover import find_feed_links, looks_like_html
     from bot.fetch import Fetcher
     from bot.models import StoredEntry, Subscription
-    from bot.pipeline import ParsePool
+    from bot.parsepool import ParsePool
     from bot.render import render_entry
 
     p = config.polling

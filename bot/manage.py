@@ -11,7 +11,7 @@ from bot.escape import plain
 from bot.fetch import Fetcher, FetchResult, RefusedURL
 from bot.models import ParsedFeed, StoredEntry
 from bot.netguard import check_url
-from bot.pipeline import ParsePool
+from bot.parsepool import ParsePool
 from bot.storage.base import FeedInfo, Storage
 
 

@@ -29,7 +29,7 @@ from bot.errors import ParseError, StorageError
 from bot.metrics import Metrics
 from bot.ops import HEADER_TIMEOUT, OpsServer
 from bot.parse import parse_feed
-from bot.pipeline import ParsePool
+from bot.parsepool import ParsePool
 from tests import hostile
 from tests.discord_harness import fake_discord_toml
 from tests.faultkit import LogWaiter, herald_config, record

@@ -21,7 +21,7 @@ from bot.fetch import Fetcher
 from bot.manage import validate_feed_url
 from bot.netguard import (SPECIAL_PURPOSE_IPV4, SPECIAL_PURPOSE_IPV6, address_problem, check_url, fold_host,
                           parse_ipv4_number)
-from bot.pipeline import ParsePool
+from bot.parsepool import ParsePool
 from tests import hostile
 from tests.faultkit import record
 from tests.hostile import HostileServer, server  # noqa: F401 - the fixture
