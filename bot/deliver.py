@@ -15,7 +15,8 @@ import logging
 import os
 import sys
 import time
-from typing import Any, Awaitable, Callable, Protocol, TextIO
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TextIO
 from urllib.parse import urlsplit
 
 from bot.counters import Counters, NoCounters
@@ -27,6 +28,7 @@ from bot.models import MessageDefaults, Subscription
 from bot.render import render_digest, render_entry
 from bot.schedule import delivery_backoff
 from bot.storage.base import ClaimedDelivery, Storage
+from bot.targets import webhook_address
 
 log = logging.getLogger("herald.deliver")
 
@@ -63,24 +65,23 @@ def webhook_body(payload: dict[str, Any], sub: Subscription) -> dict[str, Any]:
     return body
 
 
-WEBHOOK_QUERY = "wait=true"  # Discord answers with the message (its id) instead of 204
+# The query discord.py's Webhook.send(wait=True) puts on ``POST /webhooks/{id}/{token}``: Discord
+# answers with the message (its id) instead of 204; a thread's id follows when the URL names one.
+WEBHOOK_QUERY = "wait=1&with_components=0"
 
 
 def webhook_endpoint(env: str) -> str:
-    """``POST /webhooks/{id}/{token}?wait=true`` for the webhook URL in ``$env``, its token
+    """``POST /webhooks/{id}/<token>?wait=1…`` for the webhook URL in ``$env``, its token
     replaced by "<token>" (it is a secret); says so when the variable is not set."""
     url = os.environ.get(env, "").strip()
     if not url:
         return f"POST ${env} (not set)"
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return f"POST ${env} (not a valid URL)"
-    segments = parts.path.rstrip("/").split("/")
-    if len(segments) > 1:  # /api/webhooks/{id}/{token}: the token is the last segment
-        segments[-1] = "<token>"
-    query = f"{parts.query}&{WEBHOOK_QUERY}" if parts.query else WEBHOOK_QUERY  # as the sink appends it
-    return f"POST {'/'.join(segments)}?{query}"
+    address = webhook_address(url)
+    if address is None:
+        return f"POST ${env} (not a webhook URL)"
+    path = urlsplit(address.base).path
+    thread = f"&thread_id={address.thread_id}" if address.thread_id is not None else ""
+    return f"POST {path}/webhooks/{address.webhook_id}/<token>?{WEBHOOK_QUERY}{thread}"
 
 
 def request_for(claimed: ClaimedDelivery, payload: dict[str, Any], nonce: str) -> tuple[str, dict[str, Any]]:
@@ -306,7 +307,7 @@ class DeliveryWorker:
         tasks = list(self._tasks.values())
         if not tasks:
             return
-        done, pending = await asyncio.wait(tasks, timeout=timeout)
+        _done, pending = await asyncio.wait(tasks, timeout=timeout)
         for t in pending:
             t.cancel()
         if pending:
