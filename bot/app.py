@@ -9,6 +9,7 @@ import time
 from typing import Awaitable, Callable
 
 from bot.config import Config
+from bot.counters import Counters
 from bot.deliver import DeliveryWorker, Sink
 from bot.fetch import Fetcher
 from bot.models import FeedState
@@ -25,12 +26,12 @@ class Herald:
 
     def __init__(
         self, config: Config, sink: Sink, *, storage: Storage | None = None, clock: Callable[[], float] = time.time,
-        parse_inline: bool = False, metrics: object | None = None,
+        parse_inline: bool = False, metrics: Counters | None = None,
     ) -> None:
         self.config = config
         self.sink = sink
         self.clock = clock
-        self.metrics = metrics
+        self.metrics: Counters | None = metrics  # a bot.metrics.Metrics when the process serves /metrics
         self.storage = storage or open_storage(config.storage_url())
         p = config.polling
         self.fetcher = Fetcher(timeout=p.timeout, max_bytes=p.max_bytes, concurrency=p.concurrency, per_host=p.per_host,

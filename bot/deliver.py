@@ -24,7 +24,7 @@ from bot.errors import PermanentDeliveryError, StorageError, TransientDeliveryEr
 from bot import limits
 from bot.limits import NONCE_LENGTH
 from bot.logs import redact
-from bot.models import MessageDefaults, Subscription
+from bot.models import DeliveryKind, MessageDefaults, Subscription
 from bot.render import render_digest, render_entry
 from bot.schedule import delivery_backoff
 from bot.storage.base import ClaimedDelivery, Storage
@@ -33,7 +33,7 @@ from bot.targets import webhook_address
 log = logging.getLogger("herald.deliver")
 
 
-def nonce_for(target: str, kind: str, entry_ids: tuple[int, ...]) -> str:
+def nonce_for(target: str, kind: DeliveryKind, entry_ids: tuple[int, ...]) -> str:
     """A stable nonce for one announcement in one target (≤ 25 characters)."""
     digest = hashlib.sha256(f"{target}|{kind}|{','.join(map(str, entry_ids))}".encode()).hexdigest()
     return digest[:NONCE_LENGTH]

@@ -81,7 +81,7 @@ class HeraldBot(commands.Bot):
         discord.VoiceClient.warn_dave = False
         intents = discord.Intents.none()
         intents.guilds = True  # channels, threads, roles and the bot's own member; nothing privileged
-        self.metrics = (herald.metrics if herald is not None else None) or Metrics()
+        self.metrics = herald.metrics if herald is not None and isinstance(herald.metrics, Metrics) else Metrics()
         super().__init__(
             command_prefix=commands.when_mentioned, intents=intents, help_command=None,
             allowed_mentions=discord.AllowedMentions.none(), max_ratelimit_timeout=30.0,

@@ -7,7 +7,7 @@ from typing import Protocol, Sequence
 
 from bot.config import FeedConfig
 from bot.errors import StorageError
-from bot.models import Decision, Delivery, FeedState, StoredEntry, Subscription
+from bot.models import Decision, Delivery, FeedState, PollStatus, StoredEntry, Subscription, SubscriptionSource
 
 
 class DataRejected(StorageError):
@@ -23,7 +23,7 @@ class PollOutcome:
     feed_id: int
     now: float
     next_fetch: float
-    status: str  # "new" (parsed), "unchanged" (identical body), "not_modified" (304), "error"
+    status: PollStatus  # "new" (parsed), "unchanged" (identical body), "not_modified" (304), "error"
     http_status: int | None = None
     etag: str | None = None
     last_modified: str | None = None
@@ -53,7 +53,7 @@ class FeedInfo:
     url: str
     name: str
     title: str | None
-    source: str
+    source: SubscriptionSource
     paused: bool
     pause_reason: str | None
     targets: list[str] = field(default_factory=list)
@@ -100,7 +100,7 @@ class Storage(Protocol):
                                 default_interval: float | None = None) -> None: ...
     async def add_feed(
         self, url: str, *, target: str, guild_id: int | None, name: str | None, backfill: int, now: float,
-        title: str | None = None, source: str = "discord",
+        title: str | None = None, source: SubscriptionSource = "discord",
     ) -> int: ...
     async def remove_subscriptions(self, feed_id: int, guild_id: int) -> int: ...
     async def set_paused(self, feed_id: int, paused: bool, reason: str | None = None, guild_id: int | None = None) -> int: ...

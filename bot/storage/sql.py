@@ -11,6 +11,7 @@ from bot.models import Delivery, FeedState, StoredEntry, Subscription
 from bot.storage.base import ClaimedDelivery, FeedInfo, PollOutcome, PollResult, SearchPage
 from bot.storage.db import Conn, Database
 from bot.storage.normalise import MAX_TITLE_CHARS, clean_optional, lookup_keys, normalise_outcome
+from bot.targets import ChannelTarget, WebhookTarget, format_target
 
 _ENTRY_COLS = ("e.id, e.feed_id, e.key, e.title, e.link, e.summary, e.author, e.published, e.image, e.first_seen,"
                " e.thumbnail")
@@ -157,7 +158,8 @@ class SqlStorage:
                     before, after = row[0] or old_default, fc.interval or default_interval
                     if before != after:
                         await self._reschedule(tx, "id = ?", (feed_id,), after)
-                targets = [f"channel:{c}" for c in fc.channels] + [f"webhook:{w}" for w in fc.webhooks]
+                targets = [format_target(ChannelTarget(c)) for c in fc.channels] + \
+                    [format_target(WebhookTarget(w)) for w in fc.webhooks]
                 for target in targets:
                     await self._upsert_subscription(
                         tx, feed_id, target, guild_id=fc.guild_id, name=fc.name, source="config",
