@@ -84,7 +84,8 @@ class _Response:
         self.headers = headers or {}
 
 
-def _http(cls: type[discord.HTTPException], status: int, headers: dict[str, str] | None = None) -> discord.HTTPException:
+def _http(cls: type[discord.HTTPException], status: int,
+          headers: dict[str, str] | None = None) -> discord.HTTPException:
     return cls(_Response(status, headers), {"message": "nope", "code": 1})  # type: ignore[arg-type]
 
 
