@@ -146,7 +146,7 @@ def _claimed(n: int) -> ClaimedDelivery:
 
 
 async def test_webhook_posts_into_the_thread_its_url_names_at_the_urls_own_server(fake, monkeypatch) -> None:
-    assert discord.http.Route.BASE != fake.api_base  # no bot here: only the URL says where the fake is
+    assert fake.api_base != discord.http.Route.BASE  # no bot here: only the URL says where the fake is
     guild = fake.add_guild()
     text = fake.add_channel(guild, "text")
     thread = fake.add_channel(guild, "talk", type=11, parent_id=text)
