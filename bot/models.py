@@ -10,8 +10,8 @@ from bot.targets import channel_id_of, webhook_env_of
 
 # "entry": one entry in one message; "digest": several entries in one message
 DeliveryKind: TypeAlias = Literal["entry", "digest"]
-# a delivery row's state in the outbox
-DeliveryState: TypeAlias = Literal["pending", "delivered", "failed"]
+# a delivery row's state in the outbox (deliveries.state)
+DeliveryState: TypeAlias = Literal["pending", "sent", "failed"]
 # where a subscription comes from: the config file, or /feed add
 SubscriptionSource: TypeAlias = Literal["config", "discord"]
 # what one poll of a feed found: parsed entries, an identical body, HTTP 304, or an error

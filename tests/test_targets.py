@@ -153,7 +153,8 @@ async def test_webhook_posts_into_the_thread_its_url_names_at_the_urls_own_serve
     monkeypatch.setenv(HOOK_ENV, f"{fake.add_webhook(text)}?thread_id={thread}")
     sink = DiscordSink(bot=None)  # type: ignore[arg-type]  # webhooks need no bot
     try:
-        message_id = await sink.send(_claimed(1), {"content": "into the thread", "allowed_mentions": {"parse": []}}, "n")
+        payload = {"content": "into the thread", "allowed_mentions": {"parse": []}}
+        message_id = await sink.send(_claimed(1), payload, "n")
     finally:
         await sink.close()
     [posted] = fake.messages(thread)
@@ -178,6 +179,20 @@ async def test_webhook_sends_wait_for_the_webhooks_own_rate_limit(fake, monkeypa
         await sink.close()
     assert len(set(ids)) == 5 and len(fake.messages(text)) == 5
     assert fake.count_status(429) == 0 and sink.rate_limited == 0
+
+
+async def test_a_429_on_a_webhook_is_waited_out_by_discord_py_and_the_message_sent_once(fake, monkeypatch) -> None:
+    guild = fake.add_guild()
+    text = fake.add_channel(guild, "text")
+    monkeypatch.setenv(HOOK_ENV, fake.add_webhook(text))
+    fake.rate_limit_next(1, retry_after=0.2, route=lambda method, path: path.startswith("/webhooks/"))
+    sink = DiscordSink(bot=None)  # type: ignore[arg-type]
+    try:
+        await asyncio.wait_for(sink.send(_claimed(1), {"content": "after the 429"}, "n"), timeout=30)
+    finally:
+        await sink.close()
+    assert fake.count_status(429) == 1  # served, then retried after its retry_after
+    assert [m["content"] for m in fake.messages(text)] == ["after the 429"]
 
 
 async def test_a_deleted_webhook_pauses_its_target(fake, monkeypatch) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Sequence
+from typing import Any, Sequence, get_args
 
 from bot.config import FeedConfig
-from bot.models import Delivery, FeedState, StoredEntry, Subscription
+from bot.models import Delivery, DeliveryState, FeedState, StoredEntry, Subscription
 from bot.storage.base import ClaimedDelivery, FeedInfo, PollOutcome, PollResult, SearchPage
 from bot.storage.db import Conn, Database
 from bot.storage.normalise import MAX_TITLE_CHARS, clean_optional, lookup_keys, normalise_outcome
@@ -549,7 +549,7 @@ class SqlStorage:
 
     async def delivery_counts(self) -> dict[str, int]:
         rows = await self.db.fetchall("SELECT state, COUNT(*) FROM deliveries GROUP BY state")
-        out = {"pending": 0, "sent": 0, "failed": 0}
+        out = dict.fromkeys(get_args(DeliveryState), 0)
         out.update({r[0]: int(r[1]) for r in rows})
         row = await self.db.fetchone("SELECT MIN(created) FROM deliveries WHERE state = 'pending'")
         out["oldest_pending"] = int(time.time() - row[0]) if row and row[0] is not None else 0
