@@ -117,7 +117,7 @@ class DiscordSink:
             if isinstance(target, WebhookTarget):
                 return await self._send_webhook(claimed, target, payload)
             return await self._send_channel(claimed, target.channel_id, payload, nonce)
-        except (discord.HTTPException, aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+        except (discord.HTTPException, discord.RateLimited, aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
             error = delivery_error(exc, where)
         if error.rate_limited:
             self.rate_limited += 1
@@ -203,7 +203,8 @@ class DiscordSink:
         except (ValueError, AttributeError):
             raise TransientDeliveryError(f"webhook ${env}: Discord's answer is not a webhook object") from None
 
-    async def _send_webhook(self, claimed: ClaimedDelivery, target: WebhookTarget, payload: dict[str, Any]) -> str:
+    async def _send_webhook(self, claimed: ClaimedDelivery, target: WebhookTarget,
+                            payload: dict[str, Any]) -> str | None:
         """``POST {base}/webhooks/{id}/{token}?wait=1[&thread_id=…]`` through discord.py's webhook
         transport, which keeps one lock and rate-limit bucket per webhook and retries what Discord
         asks it to (a 429 with its retry_after, a 5xx a few times)."""
@@ -220,7 +221,7 @@ class DiscordSink:
         data = await self._webhooks.execute_webhook(
             webhook.id, address.token, session=webhook.session, payload=body, thread_id=address.thread_id, wait=True,
         )
-        return str(data["id"]) if isinstance(data, dict) and data.get("id") else ""
+        return str(data["id"]) if isinstance(data, dict) and data.get("id") else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -112,6 +112,31 @@ def test_server_errors_and_429s_are_retried(where) -> None:
     assert isinstance(rejected, PermanentDeliveryError) and not rejected.target_broken
 
 
+def test_a_rate_limit_discord_py_would_wait_too_long_for_is_retried_later() -> None:
+    limited = delivery_error(discord.RateLimited(42.0), CHANNEL)
+    assert isinstance(limited.exception, TransientDeliveryError) and limited.rate_limited
+    assert limited.exception.retry_after == 42.0
+
+
+async def test_the_sink_maps_a_channel_send_that_discord_py_gave_up_on() -> None:
+    class _Http:
+        async def request(self, *_args: object, **_kwargs: object) -> None:
+            raise discord.RateLimited(42.0)
+
+    class _Bot:
+        http = _Http()
+
+        def get_channel(self, _channel_id: int) -> object:
+            return type("Channel", (), {"type": discord.ChannelType.text})()
+
+    sink = DiscordSink(_Bot())  # type: ignore[arg-type]
+    claimed = _claimed(1)
+    claimed.subscription.target = format_target(ChannelTarget(42))
+    with pytest.raises(TransientDeliveryError, match="rate limited") as info:
+        await sink.send(claimed, {"embeds": [{"title": "t"}]}, "n")
+    assert info.value.retry_after == 42.0 and sink.rate_limited == 1
+
+
 def test_a_401_is_the_bot_token_for_a_channel_and_the_webhook_itself_for_a_webhook() -> None:
     channel = delivery_error(_http(discord.HTTPException, 401), CHANNEL).exception
     assert isinstance(channel, TransientDeliveryError) and "rejected the token" in str(channel)
