@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TextIO
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from bot.counters import Counters, NoCounters
 from bot.errors import PermanentDeliveryError, StorageError, TransientDeliveryError
@@ -65,13 +65,19 @@ def webhook_body(payload: dict[str, Any], sub: Subscription) -> dict[str, Any]:
     return body
 
 
-# The query discord.py's Webhook.send(wait=True) puts on ``POST /webhooks/{id}/{token}``: Discord
-# answers with the message (its id) instead of 204; a thread's id follows when the URL names one.
-WEBHOOK_QUERY = "wait=1&with_components=0"
+WEBHOOK_QUERY = "wait=true"  # Discord answers with the message (its id) instead of 204
+
+
+def webhook_query(thread_id: int | None) -> dict[str, str]:
+    """The query of ``POST /webhooks/{id}/{token}``: ``wait``, and the thread the URL names."""
+    query = dict(parse_qsl(WEBHOOK_QUERY))
+    if thread_id is not None:
+        query["thread_id"] = str(thread_id)
+    return query
 
 
 def webhook_endpoint(env: str) -> str:
-    """``POST /webhooks/{id}/<token>?wait=1…`` for the webhook URL in ``$env``, its token
+    """``POST /webhooks/{id}/<token>?wait=true…`` for the webhook URL in ``$env``, its token
     replaced by "<token>" (it is a secret); says so when the variable is not set."""
     url = os.environ.get(env, "").strip()
     if not url:

@@ -22,7 +22,7 @@ from discord.http import Route
 from discord.webhook.async_ import AsyncWebhookAdapter
 
 from bot import limits
-from bot.deliver import channel_message_body, webhook_body
+from bot.deliver import channel_message_body, webhook_body, webhook_query
 from bot.errors import PermanentDeliveryError, TransientDeliveryError
 from bot.logs import register_secret
 from bot.render import thread_name
@@ -205,7 +205,7 @@ class DiscordSink:
 
     async def _send_webhook(self, claimed: ClaimedDelivery, target: WebhookTarget,
                             payload: dict[str, Any]) -> str | None:
-        """``POST {base}/webhooks/{id}/{token}?wait=1[&thread_id=…]`` through discord.py's webhook
+        """``POST {base}/webhooks/{id}/{token}?wait=true[&thread_id=…]`` through discord.py's webhook
         transport, which keeps one lock and rate-limit bucket per webhook and retries what Discord
         asks it to (a 429 with its retry_after, a 5xx a few times)."""
         url = self._webhook_url(target.env)
@@ -216,11 +216,13 @@ class DiscordSink:
         body = webhook_body(payload, claimed.subscription)
         self._webhooks.bases[(address.webhook_id, address.token)] = address.base
         webhook = discord.Webhook.partial(address.webhook_id, address.token, session=self._http_session())
-        # Webhook.send's own transport, given Herald's body as it is: send() would rebuild the
-        # embeds (new keys, another order), and --json promises the bytes that are sent
-        data = await self._webhooks.execute_webhook(
-            webhook.id, address.token, session=webhook.session, payload=body, thread_id=address.thread_id, wait=True,
-        )
+        # Webhook.send's own transport, given Herald's request as it is: send() would rebuild the
+        # embeds (new keys, another order) and its query changes between discord.py versions, and
+        # --json promises the request that is sent
+        route = Route("POST", "/webhooks/{webhook_id}/{webhook_token}", webhook_id=webhook.id,
+                      webhook_token=address.token)
+        data = await self._webhooks.request(route, webhook.session, payload=body,
+                                            params=webhook_query(address.thread_id))
         return str(data["id"]) if isinstance(data, dict) and data.get("id") else None
 
 

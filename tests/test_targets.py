@@ -185,7 +185,7 @@ async def test_webhook_posts_into_the_thread_its_url_names_at_the_urls_own_serve
     [posted] = fake.messages(thread)
     assert posted["id"] == message_id and posted["content"] == "into the thread" and fake.messages(text) == []
     [req] = [r for r in fake.requests if r.method == "POST" and r.path.startswith("/webhooks/")]
-    assert req.query == {"wait": "1", "with_components": "0", "thread_id": str(thread)}
+    assert req.query == {"wait": "true", "thread_id": str(thread)}
     assert req.json == {"content": "into the thread", "allowed_mentions": {"parse": []}, "username": "Feed Bot"}
     assert req.headers.get("Content-Type") == "application/json"
 
