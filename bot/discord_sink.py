@@ -88,7 +88,8 @@ class DiscordSink:
         self._closed = False
         self.limiter = RateLimiter(rate)
         self.rate_limited = 0  # 429s that reached Herald (discord.py retries most itself)
-        self._webhooks = WebhookAdapter()
+        # discord.py's webhook transport: one lock and one rate-limit bucket per webhook, for every send
+        self._webhooks = AsyncWebhookAdapter()  # type: ignore[no-untyped-call]  # discord.py leaves it unannotated
 
     async def close(self) -> None:
         self._closed = True
@@ -214,14 +215,13 @@ class DiscordSink:
             raise PermanentDeliveryError(f"webhook URL in ${target.env} is not a webhook URL "
                                          "(…/webhooks/<id>/<token>)", target_broken=True)
         body = webhook_body(payload, claimed.subscription)
-        self._webhooks.bases[(address.webhook_id, address.token)] = address.base
-        webhook = discord.Webhook.partial(address.webhook_id, address.token, session=self._http_session())
         # Webhook.send's own transport, given Herald's request as it is: send() would rebuild the
         # embeds (new keys, another order) and its query changes between discord.py versions, and
         # --json promises the request that is sent
-        route = Route("POST", "/webhooks/{webhook_id}/{webhook_token}", webhook_id=webhook.id,
+        route = Route("POST", "/webhooks/{webhook_id}/{webhook_token}", webhook_id=address.webhook_id,
                       webhook_token=address.token)
-        data = await self._webhooks.request(route, webhook.session, payload=body,
+        route.url = address.base + route.url[len(Route.BASE):]  # the server the URL names, not Route.BASE
+        data = await self._webhooks.request(route, self._http_session(), payload=body,
                                             params=webhook_query(address.thread_id))
         return str(data["id"]) if isinstance(data, dict) and data.get("id") else None
 
@@ -245,7 +245,7 @@ TOKEN_REJECTED_RETRY = 60.0  # seconds: a bot token Discord refuses (401) is for
 
 
 def _retry_after(exc: discord.HTTPException) -> float:
-    header = getattr(getattr(exc, "response", None), "headers", {}).get("Retry-After")
+    header = exc.response.headers.get("Retry-After")
     try:
         return float(header) if header is not None else RATE_LIMIT_DEFAULT_RETRY
     except ValueError:
@@ -280,19 +280,3 @@ def delivery_error(exc: BaseException, where: _Where) -> MappedError:
     detail = "" if where.webhook else f": {exc}"  # a webhook's errors may quote its URL, a secret
     return MappedError(TransientDeliveryError(f"{'webhook ' if where.webhook else ''}network error "
                                               f"({where.label}): {type(exc).__name__}{detail}"))
-
-
-class WebhookAdapter(AsyncWebhookAdapter):
-    """discord.py's webhook adapter (one lock and one rate-limit bucket per webhook, shared by
-    every send of this sink), sending each webhook's requests to the API root its own URL names
-    instead of discord.py's global ``Route.BASE``."""
-
-    def __init__(self) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]  # discord.py leaves it unannotated
-        self.bases: dict[tuple[int, str], str] = {}
-
-    async def request(self, route: Route, session: aiohttp.ClientSession, **kwargs: Any) -> Any:
-        base = self.bases.get((int(route.webhook_id or 0), route.webhook_token or ""))
-        if base is not None and route.url.startswith(Route.BASE):
-            route.url = base + route.url[len(Route.BASE):]
-        return await super().request(route, session, **kwargs)
