@@ -1,8 +1,11 @@
 """Delivering announcements to Discord: channels, threads, forums and webhooks.
 
-Sends go through discord.py's HTTP client, which keeps per-route rate-limit
-buckets from Discord's headers; a small limiter on top keeps Herald far below
-the global limit. Errors are mapped onto Herald's transient/permanent kinds.
+Channel sends go through discord.py's HTTP client, which keeps per-route rate-limit
+buckets from Discord's headers; webhook sends through discord.py's webhook transport,
+which keeps one lock and bucket per webhook. A small limiter on top keeps Herald far
+below the global limit. What either raises is mapped onto Herald's transient/permanent
+kinds by one function, :func:`delivery_error`. Where a target's text says to send is
+read by bot.targets.
 """
 
 from __future__ import annotations
