@@ -58,6 +58,9 @@ class RateLimiter:
             await asyncio.sleep(wait)
 
 
+THREAD_AUTO_ARCHIVE_MINUTES = 1440  # a thread Herald opens on its post archives after a day without messages
+DIGEST_THREAD_NAME = "More posts"  # a digest's thread, when the digest has no title
+
 # A webhook object is well under 2 KB; more than this is not Discord answering.
 WEBHOOK_INFO_MAX_BYTES = 64 * 1024
 
@@ -143,7 +146,7 @@ class DiscordSink:
             raise PermanentDeliveryError(f"channel {channel_id} not found (HTTP 404: Unknown Channel)",
                                          target_broken=True, status=404)
         name = thread_name(claimed.entries[0]) if claimed.delivery.kind == "entry" else \
-            (payload["embeds"][0].get("title") or "More posts")[: limits.THREAD_NAME]
+            (payload["embeds"][0].get("title") or DIGEST_THREAD_NAME)[: limits.THREAD_NAME]
         if post_shape(str(ctype)) == "forum_post":
             data = await self.bot.http.request(
                 Route("POST", "/channels/{channel_id}/threads", channel_id=channel_id),
@@ -162,7 +165,7 @@ class DiscordSink:
                 await self.bot.http.request(
                     Route("POST", "/channels/{channel_id}/messages/{message_id}/threads",
                           channel_id=channel_id, message_id=message_id),
-                    json={"name": name, "auto_archive_duration": 1440},
+                    json={"name": name, "auto_archive_duration": THREAD_AUTO_ARCHIVE_MINUTES},
                 )
             except discord.HTTPException as exc:
                 # the announcement is out; a missing thread is logged, not retried (that would repost)
