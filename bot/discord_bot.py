@@ -30,6 +30,7 @@ from bot.logs import register_secret
 from bot.metrics import Metrics
 from bot.ops import OpsServer, start_ops
 from bot.render import truncate
+from bot.targets import WebhookTarget, format_target
 
 log = logging.getLogger("herald.discord")
 
@@ -219,7 +220,7 @@ class HeraldBot(commands.Bot):
         if home.channel_id is not None:
             self.webhook_channels[env] = home.channel_id
         if home.guild_id is not None:
-            await self.storage.set_subscription_guild(f"webhook:{env}", home.guild_id)
+            await self.storage.set_subscription_guild(format_target(WebhookTarget(env)), home.guild_id)
         return None
 
     async def _log_homeless_feeds(self) -> None:
