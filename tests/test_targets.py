@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bot.deliver import webhook_endpoint
 from bot.discord_sink import DiscordSink, _Where, delivery_error
 from bot.errors import PermanentDeliveryError, TransientDeliveryError
 from bot.models import Delivery, StoredEntry, Subscription
@@ -188,6 +189,17 @@ async def test_webhook_posts_into_the_thread_its_url_names_at_the_urls_own_serve
     assert req.query == {"wait": "true", "thread_id": str(thread)}
     assert req.json == {"content": "into the thread", "allowed_mentions": {"parse": []}, "username": "Feed Bot"}
     assert req.headers.get("Content-Type") == "application/json"
+    hook_id = req.path.split("/")[2]
+    assert webhook_endpoint(HOOK_ENV) == f"POST /api/v10/webhooks/{hook_id}/<token>?wait=true&thread_id={thread}"
+
+
+def test_the_printed_webhook_endpoint_hides_the_token_and_says_what_is_wrong(monkeypatch) -> None:
+    monkeypatch.setenv(HOOK_ENV, "https://discord.com/api/webhooks/123/SECRET")
+    assert webhook_endpoint(HOOK_ENV) == "POST /api/webhooks/123/<token>?wait=true"
+    monkeypatch.setenv(HOOK_ENV, "https://discord.com/api/channels/123/SECRET")
+    assert webhook_endpoint(HOOK_ENV) == f"POST ${HOOK_ENV} (not a webhook URL)"
+    monkeypatch.delenv(HOOK_ENV)
+    assert webhook_endpoint(HOOK_ENV) == f"POST ${HOOK_ENV} (not set)"
 
 
 async def test_webhook_sends_wait_for_the_webhooks_own_rate_limit(fake, monkeypatch) -> None:
