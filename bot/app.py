@@ -42,7 +42,7 @@ class Herald:
         self.config = config
         self.sink = sink
         self.clock = clock
-        self.metrics = metrics
+        self.metrics: Counters | None = metrics  # a bot.metrics.Metrics when the process serves /metrics
         self.notifier = notifier
         self.storage = storage or open_storage(config.storage_url())
         p = config.polling

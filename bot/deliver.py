@@ -14,23 +14,25 @@ import json
 import os
 import sys
 import time
-from typing import Any, Awaitable, Callable, Protocol, TextIO
-from urllib.parse import urlsplit
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TextIO
+from urllib.parse import parse_qsl, urlsplit
 
 from bot.counters import Counters, NoCounters
 from bot.errors import PermanentDeliveryError, StorageError, TransientDeliveryError
 from bot import limits
 from bot.limits import NONCE_LENGTH
 from bot.logs import get_logger, log_fields, redact
-from bot.models import MessageDefaults, Subscription
+from bot.models import DeliveryKind, MessageDefaults, Subscription
 from bot.render import render_digest, render_entry
 from bot.schedule import delivery_backoff
 from bot.storage.base import ClaimedDelivery, Storage
+from bot.targets import webhook_address
 
 log = get_logger("herald.deliver")
 
 
-def nonce_for(target: str, kind: str, entry_ids: tuple[int, ...]) -> str:
+def nonce_for(target: str, kind: DeliveryKind, entry_ids: tuple[int, ...]) -> str:
     """A stable nonce for one announcement in one target (≤ 25 characters)."""
     digest = hashlib.sha256(f"{target}|{kind}|{','.join(map(str, entry_ids))}".encode()).hexdigest()
     return digest[:NONCE_LENGTH]
@@ -65,21 +67,26 @@ def webhook_body(payload: dict[str, Any], sub: Subscription) -> dict[str, Any]:
 WEBHOOK_QUERY = "wait=true"  # Discord answers with the message (its id) instead of 204
 
 
+def webhook_query(thread_id: int | None) -> dict[str, str]:
+    """The query of ``POST /webhooks/{id}/{token}``: ``wait``, and the thread the URL names."""
+    query = dict(parse_qsl(WEBHOOK_QUERY))
+    if thread_id is not None:
+        query["thread_id"] = str(thread_id)
+    return query
+
+
 def webhook_endpoint(env: str) -> str:
-    """``POST /webhooks/{id}/{token}?wait=true`` for the webhook URL in ``$env``, its token
+    """``POST /webhooks/{id}/<token>?wait=true…`` for the webhook URL in ``$env``, its token
     replaced by "<token>" (it is a secret); says so when the variable is not set."""
     url = os.environ.get(env, "").strip()
     if not url:
         return f"POST ${env} (not set)"
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return f"POST ${env} (not a valid URL)"
-    segments = parts.path.rstrip("/").split("/")
-    if len(segments) > 1:  # /api/webhooks/{id}/{token}: the token is the last segment
-        segments[-1] = "<token>"
-    query = f"{parts.query}&{WEBHOOK_QUERY}" if parts.query else WEBHOOK_QUERY  # as the sink appends it
-    return f"POST {'/'.join(segments)}?{query}"
+    address = webhook_address(url)
+    if address is None:
+        return f"POST ${env} (not a webhook URL)"
+    path = urlsplit(address.base).path
+    thread = f"&thread_id={address.thread_id}" if address.thread_id is not None else ""
+    return f"POST {path}/webhooks/{address.webhook_id}/<token>?{WEBHOOK_QUERY}{thread}"
 
 
 def request_for(claimed: ClaimedDelivery, payload: dict[str, Any], nonce: str) -> tuple[str, dict[str, Any]]:
@@ -307,7 +314,7 @@ class DeliveryWorker:
         tasks = list(self._tasks.values())
         if not tasks:
             return
-        done, pending = await asyncio.wait(tasks, timeout=timeout)
+        _done, pending = await asyncio.wait(tasks, timeout=timeout)
         for t in pending:
             t.cancel()
         if pending:

@@ -23,6 +23,7 @@ from bot.errors import PermanentDeliveryError, TransientDeliveryError
 from bot.permissions import can_post_plain, channel_problem
 from bot.render import truncate
 from bot.storage.base import Storage
+from bot.targets import WebhookTarget, format_target
 
 if TYPE_CHECKING:
     from bot.app import Herald
@@ -127,7 +128,7 @@ class TargetChecker:
         if home.channel_id is not None:
             self.webhook_channels[env] = home.channel_id
         if home.guild_id is not None:
-            await self.storage.set_subscription_guild(f"webhook:{env}", home.guild_id)
+            await self.storage.set_subscription_guild(format_target(WebhookTarget(env)), home.guild_id)
         return None
 
     async def _log_homeless_feeds(self) -> None:

@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Literal, TypeAlias
 
 from bot import limits
+from bot.targets import channel_id_of, webhook_env_of
+
+# "entry": one entry in one message; "digest": several entries in one message
+DeliveryKind: TypeAlias = Literal["entry", "digest"]
+# a delivery row's state in the outbox (deliveries.state)
+DeliveryState: TypeAlias = Literal["pending", "sent", "failed"]
+# where a subscription comes from: the config file, or /feed add
+SubscriptionSource: TypeAlias = Literal["config", "discord"]
+# what one poll of a feed found: parsed entries, an identical body, HTTP 304, or an error
+PollStatus: TypeAlias = Literal["new", "unchanged", "not_modified", "error"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +128,7 @@ class MessageDefaults:
 class Subscription:
     id: int
     feed_id: int
-    target: str  # "channel:<id>" or "webhook:<ENV_NAME>"
+    target: str  # "channel:<id>" or "webhook:<ENV_NAME>": see bot.targets
     guild_id: int | None = None
     mention_roles: tuple[int, ...] = ()
     create_thread: bool = False
@@ -125,7 +136,7 @@ class Subscription:
     avatar_url: str | None = None
     paused: bool = False
     pause_reason: str | None = None
-    source: str = "config"
+    source: SubscriptionSource = "config"
     alerts_channel: int | None = None  # where notices about this feed go (FeedConfig.alerts_channel)
     # message options: None means the [defaults] value (MessageDefaults), applied before rendering
     summary_length: int | None = None
@@ -141,13 +152,11 @@ class Subscription:
 
     @property
     def channel_id(self) -> int | None:
-        kind, _, value = self.target.partition(":")
-        return int(value) if kind == "channel" else None
+        return channel_id_of(self.target)
 
     @property
     def webhook_env(self) -> str | None:
-        kind, _, value = self.target.partition(":")
-        return value if kind == "webhook" else None
+        return webhook_env_of(self.target)
 
 
 @dataclass(slots=True)
@@ -155,7 +164,7 @@ class Delivery:
     id: int
     subscription_id: int
     entry_ids: tuple[int, ...]  # one entry, or several for a digest
-    kind: str  # "entry" or "digest"
+    kind: DeliveryKind
     attempts: int = 0
 
 
@@ -166,7 +175,7 @@ class PollOutcome:
     feed_id: int
     now: float
     next_fetch: float
-    status: str  # "new" (parsed), "unchanged" (identical body), "not_modified" (304), "error"
+    status: PollStatus  # "new" (parsed), "unchanged" (identical body), "not_modified" (304), "error"
     http_status: int | None = None
     etag: str | None = None
     last_modified: str | None = None

@@ -60,7 +60,8 @@ class OpsServer:
         self.herald = herald
         self.listen = listen
         self.bot = bot
-        self.metrics = metrics if metrics is not None else herald.metrics
+        self.metrics = metrics if metrics is not None else \
+            (herald.metrics if isinstance(herald.metrics, Metrics) else None)
         self.bound = scheduler_bound(herald.config)
         self._runner: web.BaseRunner | None = None
         self._http: _HttpServer | None = None
@@ -256,6 +257,7 @@ async def start_ops(config: Config, herald: "Herald", *, bot: Any = None) -> Ops
     """Starts the ops server when ``[http] listen`` (or ``$HERALD_HTTP_LISTEN``) is set."""
     if not config.http.listen:
         return None
-    server = OpsServer(herald, config.http.listen, bot=bot, metrics=getattr(bot, "metrics", None) or herald.metrics)
+    metrics = getattr(bot, "metrics", None) or herald.metrics
+    server = OpsServer(herald, config.http.listen, bot=bot, metrics=metrics if isinstance(metrics, Metrics) else None)
     await server.start()
     return server

@@ -404,7 +404,7 @@ async def test_json_is_the_exact_body_the_sink_sends(tmp_path, fake, monkeypatch
         assert json.dumps(line["payload"]) == json.dumps(req.json)
         assert line["payload"]["username"] == "Feed Bot" and line["payload"]["avatar_url"] == "https://example.org/a.png"
         assert line["endpoint"] == f"POST {hook_path.rsplit('/', 1)[0]}/<token>?wait=true"
-        assert req.query.get("wait") == "true"
+        assert req.query == {"wait": "true"}  # what was printed is the query sent
         assert len(line["payload"]["embeds"][0]["description"]) <= 60  # [defaults]
     assert token not in out.getvalue()
     def entry_id(db: str) -> int:

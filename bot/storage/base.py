@@ -15,7 +15,7 @@ from typing import Protocol
 
 from bot.config import FeedConfig
 from bot.errors import StorageError
-from bot.models import Delivery, FeedState, PollOutcome, PollResult, StoredEntry, Subscription
+from bot.models import Delivery, FeedState, PollOutcome, PollResult, StoredEntry, Subscription, SubscriptionSource
 
 __all__ = [
     "ClaimedDelivery", "DataRejected", "FeedInfo", "FeedStore", "Outbox", "PollOutcome", "PollResult", "PollStore",
@@ -37,7 +37,7 @@ class FeedInfo:
     url: str
     name: str
     title: str | None
-    source: str
+    source: SubscriptionSource
     paused: bool
     pause_reason: str | None
     targets: list[str] = field(default_factory=list)
@@ -80,7 +80,7 @@ class FeedStore(Protocol):
                                 default_interval: float | None = None) -> None: ...
     async def add_feed(
         self, url: str, *, target: str, guild_id: int | None, name: str | None, backfill: int, now: float,
-        title: str | None = None, source: str = "discord",
+        title: str | None = None, source: SubscriptionSource = "discord",
     ) -> int: ...
     async def remove_subscriptions(self, feed_id: int, guild_id: int) -> int: ...
     async def set_paused(

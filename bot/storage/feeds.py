@@ -12,6 +12,7 @@ from bot.storage.db import Conn, Database
 from bot.storage.normalise import MAX_TITLE_CHARS, clean_optional
 from bot.storage.rows import FEED_NAME, SUB_COLS, options_json, subscription_from_row
 from bot.storage.schema import Dialect
+from bot.targets import ChannelTarget, WebhookTarget, format_target
 
 DEFAULT_INTERVAL_KEY = "polling_interval"  # the [polling] interval the feeds were last scheduled with
 
@@ -102,7 +103,8 @@ class SqlFeeds:
                     before, after = row[0] or old_default, fc.interval or default_interval
                     if before != after:
                         await self._reschedule(tx, "id = ?", (feed_id,), after)
-                targets = [f"channel:{c}" for c in fc.channels] + [f"webhook:{w}" for w in fc.webhooks]
+                targets = [format_target(ChannelTarget(c)) for c in fc.channels] + \
+                    [format_target(WebhookTarget(w)) for w in fc.webhooks]
                 for target in targets:
                     await self._upsert_subscription(
                         tx, feed_id, target, guild_id=fc.guild_id, name=fc.name, source="config",

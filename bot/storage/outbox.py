@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import time
+from typing import get_args
 
-from bot.models import Delivery
+from bot.models import Delivery, DeliveryState
 from bot.storage.base import ClaimedDelivery
 from bot.storage.db import Database
 from bot.storage.rows import ENTRY_COLS, FEED_NAME, SUB_COLS, entry_from_row, subscription_from_row
@@ -119,7 +120,7 @@ class SqlOutbox:
 
     async def delivery_counts(self) -> dict[str, int]:
         rows = await self.db.fetchall("SELECT state, COUNT(*) FROM deliveries GROUP BY state")
-        out = {"pending": 0, "sent": 0, "failed": 0}
+        out = dict.fromkeys(get_args(DeliveryState), 0)
         out.update({r[0]: int(r[1]) for r in rows})
         row = await self.db.fetchone("SELECT MIN(created) FROM deliveries WHERE state = 'pending'")
         out["oldest_pending"] = int(time.time() - row[0]) if row and row[0] is not None else 0

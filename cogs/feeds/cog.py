@@ -15,6 +15,7 @@ from bot.manage import preview_entry
 from bot.models import Subscription
 from bot.render import EMBED_COLOR, render_entry, truncate
 from bot.storage.base import FeedInfo
+from bot.targets import ChannelTarget, format_target, parse_target
 from cogs.common import feed_choices, feed_name, shown_url, when
 
 STATE_CHARS = 200  # a feed's state (its pause reason or last error) in /feed list
@@ -29,9 +30,16 @@ TargetChannel = discord.TextChannel | discord.ForumChannel | discord.Thread
 
 def _targets(info: FeedInfo) -> str:
     out = []
-    for t in info.targets:
-        kind, _, value = t.partition(":")
-        out.append(f"<#{value}>" if kind == "channel" else f"webhook {escape.code_span(value)}")
+    for text in info.targets:
+        try:
+            target = parse_target(text)
+        except ValueError:
+            out.append(escape.code_span(text))
+            continue
+        if isinstance(target, ChannelTarget):
+            out.append(f"<#{target.channel_id}>")
+        else:
+            out.append(f"webhook {escape.code_span(target.env)}")
     return ", ".join(out) or "nowhere"
 
 
@@ -84,7 +92,7 @@ class FeedsCog(commands.GroupCog, group_name="feed", group_description="Manage t
             raise UserError(f"Herald cannot post there: {problem}.")
         await self.feeds.check_quota(interaction.guild_id)
         checked = await self.feeds.validate(url)
-        target = f"channel:{channel.id}"
+        target = format_target(ChannelTarget(channel.id))
         existing = await self.feeds.already_there(interaction.guild_id, checked.url, target)
         if existing is not None:
             raise UserError(f"**{feed_name(existing.name)}** is already announced in <#{channel.id}>.")
