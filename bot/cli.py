@@ -11,12 +11,15 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING
 
 from bot import __version__
 from bot.config import Config, load_config, parse_since
 from bot.errors import ConfigError, FeedError, HeraldError, UnsafeURL
 from bot.logs import setup_logging
+
+if TYPE_CHECKING:
+    from bot.storage.base import Storage
 
 log = logging.getLogger("herald")
 
@@ -173,7 +176,7 @@ async def _dry_run(config: Config, *, once: bool, as_json: bool) -> int:
     return 0
 
 
-def _install_signal_handlers(stop: Callable[[], Any]) -> None:
+def _install_signal_handlers(stop: Callable[[], object]) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:
@@ -264,7 +267,7 @@ async def _preview(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _open_storage(config: Config) -> Any:
+async def _open_storage(config: Config) -> Storage:
     from bot.storage import open_storage
 
     storage = open_storage(config.storage_url())
