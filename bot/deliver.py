@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import logging
 import os
 import sys
 import time
@@ -22,13 +21,13 @@ from bot.counters import Counters, NoCounters
 from bot.errors import PermanentDeliveryError, StorageError, TransientDeliveryError
 from bot import limits
 from bot.limits import NONCE_LENGTH
-from bot.logs import redact
+from bot.logs import get_logger, log_fields, redact
 from bot.models import MessageDefaults, Subscription
 from bot.render import render_digest, render_entry
 from bot.schedule import delivery_backoff
 from bot.storage.base import ClaimedDelivery, Storage
 
-log = logging.getLogger("herald.deliver")
+log = get_logger("herald.deliver")
 
 
 def nonce_for(target: str, kind: str, entry_ids: tuple[int, ...]) -> str:
@@ -134,12 +133,13 @@ def _plain_key(key: str) -> str:
     return key.split(":", 1)[1] if ":" in key else key
 
 
-def _log_fields(claimed: ClaimedDelivery, target: str) -> dict[str, Any]:
-    """``extra=`` for log lines about one delivery: the JSON log gets feed, target and entry fields."""
+def _log_fields(claimed: ClaimedDelivery) -> dict[str, Any]:
+    """The fields of log lines about one delivery (bound with :func:`bot.logs.log_fields`, beside
+    the target's): the JSON log gets feed, entry and delivery fields."""
     feed = (claimed.entries[0].feed_name if claimed.entries else None) or claimed.feed_title
     keys = [_plain_key(e.key) for e in claimed.entries]
     entry = ",".join(keys[:5]) + (f",+{len(keys) - 5} more" if len(keys) > 5 else "")
-    return {"feed": feed, "target": target, "entry": entry, "delivery": claimed.delivery.id}
+    return {"feed": feed, "entry": entry, "delivery": claimed.delivery.id}
 
 
 def _human(claimed: ClaimedDelivery, payload: dict[str, Any]) -> str:
@@ -202,12 +202,14 @@ class DeliveryWorker:
 
     async def _target_loop(self, target: str) -> None:
         try:
-            while not self._stopping:  # on shutdown, finish the send in flight and claim no more
-                claimed = await self.storage.claim_delivery(target, self.clock(), self.lease)
-                if claimed is None:
-                    return
-                if not await self._deliver_one(target, claimed):
-                    return
+            with log_fields(target=target):  # every log line about this target names it
+                while not self._stopping:  # on shutdown, finish the send in flight and claim no more
+                    claimed = await self.storage.claim_delivery(target, self.clock(), self.lease)
+                    if claimed is None:
+                        return
+                    with log_fields(**_log_fields(claimed)):
+                        if not await self._deliver_one(target, claimed):
+                            return
         except StorageError as exc:
             log.error("storage error while delivering to %s: %s", target, exc)
         finally:
@@ -232,8 +234,8 @@ class DeliveryWorker:
             message_id = await self.sink.send(claimed, payload, nonce)
         except TransientDeliveryError as exc:
             delay = delivery_backoff(d.attempts, retry_after=exc.retry_after)
-            log.warning("delivery %d to %s failed (attempt %d), retrying in %.1fs: %s", d.id, target, d.attempts, delay, exc,
-                        extra=_log_fields(claimed, target))
+            log.warning("delivery %d to %s failed (attempt %d), retrying in %.1fs: %s", d.id, target, d.attempts,
+                        delay, exc)
             await self.storage.retry_later(d.id, self.clock() + delay, str(exc)[:500])
             self.metrics.count("delivery", "retry")
             return False
@@ -242,7 +244,7 @@ class DeliveryWorker:
             self.metrics.count("delivery", "failed")
             if exc.target_broken:
                 reason = str(exc)[:500]
-                log.error("target %s is unusable, pausing it: %s", target, reason, extra={"target": target})
+                log.error("target %s is unusable, pausing it: %s", target, reason)
                 await self.storage.mark_failed(d.id, reason, self.clock())
                 newly_paused = await self.storage.pause_target(target, reason, self.clock())
                 if newly_paused and self.on_target_broken is not None:  # one notice, not one per process or retry
@@ -251,13 +253,13 @@ class DeliveryWorker:
                     except Exception:
                         log.exception("could not send the notice for %s", target)
                 return False
-            log.error("delivery %d to %s was rejected: %s", d.id, target, exc, extra=_log_fields(claimed, target))
+            log.error("delivery %d to %s was rejected: %s", d.id, target, exc)
             await self.storage.mark_failed(d.id, str(exc)[:1000], self.clock())
             return True
         except Exception as exc:  # a bug in a sink (or a library) must not stall the target silently
             delay = delivery_backoff(d.attempts)
             log.exception("delivery %d to %s failed unexpectedly (attempt %d), retrying in %.1fs", d.id, target,
-                          d.attempts, delay, extra=_log_fields(claimed, target))
+                          d.attempts, delay)
             await self.storage.retry_later(d.id, self.clock() + delay,
                                            redact(f"internal error: {type(exc).__name__}: {exc}")[:500])
             self.metrics.count("delivery", "retry")
@@ -268,8 +270,7 @@ class DeliveryWorker:
             raise
         self.metrics.observe("delivery_seconds", time.perf_counter() - started)
         await self.storage.mark_delivered(d.id, message_id, self.clock())
-        log.info("announced %s in %s", claimed.entries[0].title if d.kind == "entry" else "a digest", target,
-                 extra=_log_fields(claimed, target))
+        log.info("announced %s in %s", claimed.entries[0].title if d.kind == "entry" else "a digest", target)
         self.sent += 1
         self.metrics.count("delivery", "sent")
         return True

@@ -221,7 +221,12 @@ def link_url(url: str | None) -> str | None:
 # What a reader takes for a URL: a scheme or "www." followed by something, or text that is a
 # host name (and a path). Judged on at most JUDGED_CHARACTERS of folded text: the search
 # costs time that grows with the square of its length, and no title or label shows more.
-_URLISH = re.compile(r"(?:[a-z][a-z0-9+.-]*://|www\.)\S|^[\w-]+(?:\.[\w-]+)+(?:/\S*)?$", re.I)
+# Text that shows an address: with a scheme or "www.", anywhere in it ...
+_SCHEMED = re.compile(r"(?:[a-z][a-z0-9+.-]*://|www\.)\S", re.I)
+# ... or, all of it, a bare host name (optionally a port and a path). The last label of a host
+# starts with a letter and has two characters or more, so a version number ("v3.9.0", "3.14")
+# is not taken for one.
+_BARE_HOST = re.compile(r"^((?:[\w-]+\.)+[^\W\d_][\w-]*[^\W_])(?::\d{1,5})?(?:/\S*)?$")
 _MARKUP = re.compile(r"\\(?=[^0-9A-Za-z\s])|[*_~`|\[\]<>]")
 JUDGED_CHARACTERS = 512
 
@@ -230,7 +235,19 @@ def looks_like_other_url(text: str, url: str) -> bool:
     """True when ``text`` (Markdown markup aside, folded for judging) shows a URL that is not
     ``url``: a link with that text would show one address and open another."""
     shown = fold_for_judging(_MARKUP.sub("", text[:JUDGED_CHARACTERS]))[:JUDGED_CHARACTERS].strip()
-    return bool(_URLISH.search(shown)) and normalise_link(shown) != normalise_link(url)
+    if _SCHEMED.search(shown):
+        return normalise_link(shown) != normalise_link(url)
+    bare = _BARE_HOST.match(shown)
+    if bare is None:
+        return False
+    # a bare host shown ("example.org", "example.org/blog") misleads only when the link opens
+    # another host: what a reader takes from it is where it goes, not the exact page
+    return _bare(bare.group(1)) != _bare(_host(url))
+
+
+def _bare(host: str) -> str:
+    host = host.lower().rstrip(".")
+    return host[4:] if host.startswith("www.") else host
 
 
 def _host(url: str) -> str:

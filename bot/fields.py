@@ -9,8 +9,9 @@ from __future__ import annotations
 import html as htmllib
 import re
 import warnings
+from collections.abc import Mapping
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urljoin
 
 from dateutil import parser as dateparser

@@ -11,9 +11,9 @@ small, bounded scan of its own.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from html.parser import HTMLParser
-from typing import Iterable, Sequence
 from urllib.parse import urljoin, urlsplit
 
 from bot.urls import discord_url
@@ -281,6 +281,6 @@ def content_images(html: str, base: str | None = None, *, max_chars: int = MAX_S
         scanner.close()
     except _ImgScanner.Full:
         pass
-    except Exception:  # html.parser is lenient; still, odd markup must not lose the entry
+    except Exception:  # nosec B110 # html.parser is lenient; still, odd markup must not lose the entry
         pass
     return scanner.found

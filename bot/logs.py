@@ -1,7 +1,16 @@
-"""Logging: human-readable or JSON lines, with secrets redacted from every record."""
+"""Logging: human-readable or JSON lines, with secrets redacted from every record.
+
+Fields that describe what a line is about (``feed``, ``target``, ``entry``, ``delivery``) are
+bound once, for a block of code, with :func:`log_fields`; :class:`ContextFilter` copies them
+onto every record logged meanwhile (in that task), so no call passes them with ``extra=``::
+
+    with log_fields(feed=feed.name or feed.url):
+        ...  # every log line here carries feed=
+"""
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import re
@@ -9,6 +18,9 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from types import MappingProxyType
 from typing import Any, TextIO
 
 _secrets: set[str] = set()
@@ -38,6 +50,51 @@ def redact(text: str) -> str:
     text = _TOKEN_SHAPE.sub("[REDACTED]", text)
     text = _WEBHOOK_SHAPE.sub(r"\1[REDACTED]", text)
     return _AUTH_HEADER.sub(r"\1[REDACTED]", text)
+
+
+_fields: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
+    "herald_log_fields", default=MappingProxyType({}))
+
+
+@contextmanager
+def log_fields(**fields: Any) -> Iterator[None]:
+    """Binds ``fields`` (added to those bound already; None values are left out) to every
+    record logged in this block, by this task or thread. Tasks started inside the block
+    inherit them, as asyncio copies the context."""
+    bound = {**_fields.get(), **{k: v for k, v in fields.items() if v is not None}}
+    token = _fields.set(bound)
+    try:
+        yield
+    finally:
+        _fields.reset(token)
+
+
+def bound_fields() -> Mapping[str, Any]:
+    """The fields bound by :func:`log_fields` at this point."""
+    return _fields.get()
+
+
+class ContextFilter(logging.Filter):
+    """Adds the fields bound by :func:`log_fields` to a record; a field the call passed with
+    ``extra=`` wins. Never drops a record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in _fields.get().items():
+            if not hasattr(record, key):
+                setattr(record, key, value)
+        return True
+
+
+_CONTEXT = ContextFilter()
+
+
+def get_logger(name: str) -> logging.Logger:
+    """``logging.getLogger(name)`` with :class:`ContextFilter` on it, so that its records carry
+    the bound fields for every handler (tests' captures included), not only Herald's own."""
+    logger = logging.getLogger(name)
+    if _CONTEXT not in logger.filters:
+        logger.addFilter(_CONTEXT)
+    return logger
 
 
 _STANDARD = set(vars(logging.LogRecord("x", 0, "x", 0, "", None, None))) | {"message", "asctime"}
@@ -74,6 +131,7 @@ class JsonFormatter(logging.Formatter):
 def setup_logging(level: str = "INFO", fmt: str = "text", stream: TextIO | None = None) -> None:
     """Configures the root logger (Herald's and discord.py's loggers) to one stream, stderr by default."""
     handler = logging.StreamHandler(stream or sys.stderr)
+    handler.addFilter(_CONTEXT)  # records of other loggers (discord.py's) logged in a bound block too
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     for h in list(root.handlers):

@@ -68,17 +68,13 @@ async def _fetch(url: str, fetcher: Fetcher) -> FetchResult:
 
 
 async def check_quota(storage: Storage, guild_id: int, quota: int) -> None:
-    feeds = await storage.list_feeds(guild_id)
-    own = [f for f in feeds if f.source != "config"]
-    if len(own) >= quota:
-        raise UserError(f"This server already has {len(own)} feeds, its limit ({quota}). Remove one first.")
+    own = await storage.discord_feed_count(guild_id)
+    if own >= quota:
+        raise UserError(f"This server already has {own} feeds, its limit ({quota}). Remove one first.")
 
 
 async def already_in_channel(storage: Storage, guild_id: int, url: str, target: str) -> FeedInfo | None:
-    for f in await storage.list_feeds(guild_id):
-        if f.url == url and target in f.targets:
-            return f
-    return None
+    return await storage.feed_in_target(url, target, guild_id)
 
 
 async def resolve_feed(storage: Storage, guild_id: int, name: str) -> FeedInfo:

@@ -23,7 +23,7 @@ import re
 from html.parser import HTMLParser
 from urllib.parse import urljoin
 
-__all__ = ["html_to_markdown", "clean_html", "strip_tags", "shorten", "ELLIPSIS"]
+__all__ = ["ELLIPSIS", "clean_html", "html_to_markdown", "shorten", "strip_tags"]
 
 # --- limits -------------------------------------------------------------------------------------
 
@@ -88,7 +88,8 @@ _LANG = re.compile(r"(?:language|lang)-([A-Za-z0-9_+#.-]{1,32})")
 _TAG_START = re.compile(r"<[A-Za-z!/?]")
 # Text that is itself HTML (escaped twice): it starts with a tag of these, or a comment, and
 # holds an end tag of one of them, or the end of a comment.
-_HTML_TAGS = r"(?:p|div|a|br|span|b|i|em|strong|ul|ol|li|img|table|tr|td|h[1-6]|blockquote|pre|code|hr|section|article|figure)"
+_HTML_TAGS = (r"(?:p|div|a|br|span|b|i|em|strong|ul|ol|li|img|table|tr|td|h[1-6]|blockquote|pre|code|hr|section"
+              r"|article|figure)")
 _HTML_TEXT = re.compile(r"\s{0,64}<(?:!--|/?" + _HTML_TAGS + r"[\s/>])", re.I)
 _HTML_END = re.compile(r"</" + _HTML_TAGS + r"\s{0,8}>|-->", re.I)
 
@@ -106,7 +107,7 @@ def _looks_like_html(text: str) -> bool:
 
 
 class _Node:
-    __slots__ = ("tag", "attrs", "children", "has_block")
+    __slots__ = ("attrs", "children", "has_block", "tag")
 
     def __init__(self, tag: str, attrs: dict[str, str]) -> None:
         self.tag = tag
@@ -338,7 +339,8 @@ def _escape_line_start(line: str) -> str:
         i = 1
         while i < len(line) and i < 12 and line[i].isdigit():
             i += 1
-        if i < len(line) and line[i] in ".)":
+        # "1. " (or "1." alone) would start a list; "3.9.0" and "2.5x" would not
+        if i < len(line) and line[i] in ".)" and not line[i + 1:i + 2].strip():
             return line[:i] + "\\" + line[i:]
     return line
 
@@ -353,7 +355,7 @@ def _touching(before: str, after: str) -> bool:
 class _Inline:
     """Builds one paragraph of inline Markdown."""
 
-    __slots__ = ("parts", "after_link", "last_mark")
+    __slots__ = ("after_link", "last_mark", "parts")
 
     def __init__(self) -> None:
         self.parts: list[str] = []
@@ -428,7 +430,7 @@ def _is_separator(md: str) -> bool:
 
 
 class _Block:
-    __slots__ = ("text", "raw")
+    __slots__ = ("raw", "text")
 
     def __init__(self, text: str, raw: bool = False) -> None:
         self.text = text
@@ -475,7 +477,8 @@ def _prepare(root: _Node, base: str | None) -> None:
         if done:
             node.has_block = any(isinstance(c, _Node) and (c.tag in _BLOCK or c.has_block) for c in node.children)
             continue
-        if any(isinstance(a, str) and isinstance(b, str) for a, b in zip(node.children, node.children[1:])):
+        pairs = zip(node.children, node.children[1:], strict=False)
+        if any(isinstance(a, str) and isinstance(b, str) for a, b in pairs):
             node.children = _joined_text(node.children)
         if node.tag == "a" and "href" in node.attrs:
             resolved = _resolve(node.attrs["href"], base)
@@ -531,6 +534,24 @@ def _language(node: _Node) -> str | None:
     return None
 
 
+_LAYOUT_BLOCKS = _LISTS | _PRE | _HEADINGS | {"blockquote", "table"}
+
+
+def _layout_cell(cell: _Node) -> bool:
+    """A table cell used for page layout rather than data: under its wrappers (a chain of
+    single blocks, such as Reddit's ``<div class="md">``) it holds two blocks or more, or a
+    list, code block, heading, quote or table."""
+    node = cell
+    for _ in range(MAX_DEPTH):
+        blocks = [c for c in node.children if isinstance(c, _Node) and (c.tag in _BLOCK or c.has_block)]
+        if len(blocks) >= 2 or any(b.tag in _LAYOUT_BLOCKS for b in blocks):
+            return True
+        if len(blocks) != 1:
+            return False
+        node = blocks[0]
+    return False
+
+
 class _Renderer:
     def __init__(self) -> None:
         self.styles: set[str] = set()
@@ -573,7 +594,7 @@ class _Renderer:
             text = para.finish().replace("\n", " ")
             return [_Block(text)] if text else []
         if tag in _LISTS:
-            return self.list(node, quote, level)
+            return self.list_block(node, quote, level)
         if tag == "li":  # an item outside a list
             return self.item(node, "- ", quote, level)
         if tag == "blockquote":
@@ -582,7 +603,7 @@ class _Renderer:
                 return inner
             out: list[_Block] = []
             lines: list[str] = []
-            for b in inner + [_Block("", raw=True)]:
+            for b in [*inner, _Block("", raw=True)]:
                 if not b.raw:
                     lines.extend("> " + line for line in b.text.split("\n") if line.strip())
                     continue
@@ -592,13 +613,11 @@ class _Renderer:
                 if b.text:
                     out.append(b)
             return out
-        if tag == "table":
-            return self.table(node)
-        if tag in ("tr", "thead", "tbody", "tfoot"):
-            return self.table(node)
+        if tag in ("table", "tr", "thead", "tbody", "tfoot"):
+            return self.table(node, quote, level)
         return self.blocks(node, quote, level)
 
-    def list(self, node: _Node, quote: bool, level: int) -> list[_Block]:
+    def list_block(self, node: _Node, quote: bool, level: int) -> list[_Block]:
         ordered = node.tag == "ol"
         try:
             number = int(node.attrs.get("start", "1").strip()[:9]) if ordered else 1
@@ -617,7 +636,7 @@ class _Renderer:
                 for b in self.item(child, marker, quote, level):
                     (raws.append(b) if b.raw else lines.append(b.text))
             elif child.tag in _LISTS:
-                for b in self.list(child, quote, level + 1):
+                for b in self.list_block(child, quote, level + 1):
                     (raws.append(b) if b.raw else lines.append(b.text))
             else:
                 lines.extend(b.text for b in self._as_items([child], quote, level))
@@ -652,7 +671,7 @@ class _Renderer:
         for child in node.children:
             if isinstance(child, _Node) and child.tag in _LISTS:
                 take_own()
-                for b in self.list(child, quote, level + 1 if has_own else level):
+                for b in self.list_block(child, quote, level + 1 if has_own else level):
                     if b.raw:
                         raws.append(b)
                     else:
@@ -672,39 +691,37 @@ class _Renderer:
                 first = False
             else:
                 out.append(pad + line if is_own else line)
-        return [_Block("\n".join(out))] + raws
+        return [_Block("\n".join(out)), *raws]
 
-    def table(self, node: _Node) -> list[_Block]:
-        rows: list[str] = []
+    def table(self, node: _Node, quote: bool, level: int) -> list[_Block]:
+        """A data table: one line per row, cells joined by CELL_SEPARATOR. A layout table (a
+        cell that holds paragraphs, lists or other blocks, as Reddit wraps every post in):
+        each cell's blocks in order, as if there were no table."""
+        rows: list[list[_Node]] = []  # the cells of each row (a caption or a loose cell: a row of one)
         stack: list[_Node | str] = [node]
         while stack:  # rows in document order, however deeply nested in thead/tbody
             item = stack.pop()
             if isinstance(item, str):
                 continue
             if item.tag == "tr":
-                cells = []
+                cells: list[_Node] = []
                 loose = _Node("td", {})
                 for cell in item.children:
                     if isinstance(cell, _Node) and cell.tag in ("td", "th"):
-                        cells.append(self.flat(cell))
+                        cells.append(cell)
                     else:
                         loose.children.append(cell)
                 if loose.children:
-                    cells.append(self.flat(loose))
-                line = CELL_SEPARATOR.join(c for c in cells if c)
-                if line:
-                    rows.append(line)
-            elif item.tag == "caption":
-                text = self.flat(item)
-                if text:
-                    rows.append(text)
-            elif item.tag in ("td", "th"):  # a cell outside a row
-                text = self.flat(item)
-                if text:
-                    rows.append(text)
+                    cells.append(loose)
+                rows.append(cells)
+            elif item.tag in ("caption", "td", "th"):  # a caption, or a cell outside a row
+                rows.append([item])
             else:
                 stack.extend(reversed(item.children))
-        return [_Block("\n".join(rows))] if rows else []
+        if any(_layout_cell(cell) for cells in rows for cell in cells):
+            return [b for cells in rows for cell in cells for b in self.blocks(cell, quote, level)]
+        lines = [CELL_SEPARATOR.join(t for t in (self.flat(cell) for cell in cells) if t) for cells in rows]
+        return [_Block("\n".join(line for line in lines if line))] if any(lines) else []
 
     def flat(self, node: _Node) -> str:
         """A table cell on one line: its blocks joined by spaces, code as inline code."""
@@ -941,7 +958,7 @@ _DELIMS = ("**", "__", "~~", "||")
 class _NextFinder:
     """``s.find(needle, i)`` for increasing-ish ``i`` without rescanning: linear overall."""
 
-    __slots__ = ("s", "cache")
+    __slots__ = ("cache", "s")
 
     def __init__(self, s: str) -> None:
         self.s = s
@@ -1003,8 +1020,8 @@ def shorten(markdown: str, limit: int) -> str:
                     best[0] = (w, closing)
                 if q >= third:
                     last = None
-                    for last in _SENTENCE_CUT.finditer(s, max(lo, third) - 4, q + 1):
-                        pass
+                    for found in _SENTENCE_CUT.finditer(s, max(lo, third) - 4, q + 1):
+                        last = found
                     if last is not None and last.end() >= max(lo, third):
                         best[1] = (last.end(), closing)
             i = j
@@ -1042,8 +1059,8 @@ def shorten(markdown: str, limit: int) -> str:
         if s.startswith(FENCE, i):
             end = finder.find(FENCE, i + len(FENCE))
             if end != -1:
-                i, in_code = _cut_points_in_code(s, i, end, room, closing, best, scan_to)
-                fallback = in_code or fallback
+                i, code_cut = _cut_points_in_code(s, i, end, room, closing, best, scan_to)
+                fallback = code_cut or fallback
                 continue
         if c == "`":
             run = 1

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, replace
 
 from bot import limits
 
@@ -80,7 +79,6 @@ class FeedState:
     interval: float | None = None
     backfill: int = 0
     max_per_poll: int | None = None
-    has_entries: bool = False
     paused: bool = False
 
 
@@ -133,7 +131,7 @@ class Subscription:
     summary_length: int | None = None
     feed_image: bool | None = None
 
-    def with_defaults(self, defaults: "MessageDefaults") -> "Subscription":
+    def with_defaults(self, defaults: MessageDefaults) -> Subscription:
         """This subscription with every message option it does not set taken from ``defaults``."""
         return replace(
             self,
@@ -159,4 +157,34 @@ class Delivery:
     entry_ids: tuple[int, ...]  # one entry, or several for a digest
     kind: str  # "entry" or "digest"
     attempts: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class PollOutcome:
+    """Everything one poll of one feed writes (the pipeline's output), applied in one batch with others."""
+
+    feed_id: int
+    now: float
+    next_fetch: float
+    status: str  # "new" (parsed), "unchanged" (identical body), "not_modified" (304), "error"
+    http_status: int | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str | None = None
+    title: str | None = None
+    link: str | None = None
+    image: str | None = None  # the feed's own image or logo
+    error: str | None = None
+    decision: Decision | None = None
+    new_url: str | None = None  # after a permanent redirect
+    pause_reason: str | None = None  # pause the feed (410 Gone, failing for too long)
+
+
+@dataclass(slots=True)
+class PollResult:
+    """What writing one :class:`PollOutcome` did."""
+
+    feed_id: int
+    stored: int = 0
+    announced: int = 0  # delivery rows created
+    paused: bool = False

@@ -20,6 +20,7 @@ from urllib.parse import urljoin
 import feedparser
 from feedparser.datetimes import _parse_date as _feedparser_date
 
+from bot import escape
 from bot.errors import ParseError
 from bot.fields import (clean_author, entry_images, fallback_title, feed_image_urls, plain_text, plausible,
                         title_is_missing, tolerant_date)
@@ -354,12 +355,28 @@ def parse_feed_deferred(
     return parse_feed(body, headers, url, deferred=deferred), deferred
 
 
-def summarise(items: Sequence[tuple[str, str | None]]) -> list[tuple[str, ChosenImage | None] | None]:
-    """:func:`summarise_html` of each deferred (html, base); None for one that failed."""
-    out: list[tuple[str, ChosenImage | None] | None] = []
+def summarise(items: Sequence[tuple[str, str | None]]) -> list[tuple[str, ChosenImage | None]]:
+    """:func:`summarise_html` of each deferred (html, base), in order. HTML that fails to
+    convert gets :func:`plain_summary` and no picture: an odd entry loses its formatting,
+    never its place (nor the others theirs), and nothing is parsed a second time."""
+    out: list[tuple[str, ChosenImage | None]] = []
     for html, base in items:
         try:
             out.append(summarise_html(html, base))
-        except Exception:  # as in parse_feed, an odd entry must not lose the others
-            out.append(None)
+        except Exception:
+            out.append((plain_summary(html), None))
     return out
+
+
+def plain_summary(html: str) -> str:
+    """The text of ``html`` (its start) as Markdown that shows it as written: the summary of
+    an entry whose HTML could not be converted. "" when even that fails."""
+    try:
+        text = escape.plain(plain_text(html))
+    except Exception:  # the same odd input that broke the converter: an empty summary, the entry kept
+        return ""
+    if len(text) > MAX_SUMMARY_CHARS:
+        text = text[:MAX_SUMMARY_CHARS]
+        if (len(text) - len(text.rstrip("\\"))) % 2:  # the cut split an escape: drop its lone backslash
+            text = text[:-1]
+    return text

@@ -1,36 +1,41 @@
 """The polling half of the pipeline: fetch → parse → decide → store.
 
 I/O lives here (fetcher, storage, process pool); the decisions are made by the
-pure functions in :mod:`bot.parse`, :mod:`bot.decide` and :mod:`bot.schedule`.
+pure functions in :mod:`bot.parse`, :mod:`bot.decide`, :mod:`bot.policy` and
+:mod:`bot.schedule`. Log lines about one feed carry its name through
+:func:`bot.logs.log_fields`, bound once per poll.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
+import contextvars
+import functools
 import multiprocessing
 import os
-import re
 import signal
 import threading
 import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
-from typing import Any, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
 
 from bot import parseworker
 from bot.config import Config, PollingConfig
-from bot.decide import decide
+from bot import policy
 from bot.counters import Counters, NoCounters
-from bot.errors import FeedError, FeedGone, FetchError, ParseError, StorageError
+from bot.decide import decide
+from bot.errors import FeedError, ParseError, StorageError
 from bot.fetch import Fetcher, FetchResult
-from bot.models import Decision, FeedState, Known, ParsedFeed, Policy
+from bot.images import ChosenImage
+from bot.logs import get_logger, log_fields
+from bot.models import Decision, FeedState, ParsedFeed
 from bot.parse import complete_deferred, parse_feed, parse_feed_deferred, summarise
-from bot.schedule import next_fetch
 from bot.storage.base import DataRejected, PollOutcome, PollResult, Storage
 
-log = logging.getLogger("herald.poll")
+log = get_logger("herald.poll")
 
 Clock = Callable[[], float]
 
@@ -46,7 +51,7 @@ SERVER_STOP_WAIT = 3.0  # how long stop_parse_servers() waits for the forkserver
 
 def feed_lease(polling: PollingConfig) -> float:
     """How long a claimed feed stays reserved for its poll: the fetch and every parse call of one
-    poll (parse, summaries, a full parse again) fit in it, with room to spare."""
+    poll (the parse, the new entries' summaries) fit in it, with room to spare."""
     return polling.timeout * 3 + 60 + 3 * polling.parse_timeout
 
 
@@ -71,7 +76,8 @@ class _Worker:
 
     @property
     def pid(self) -> int | None:
-        return self.process.pid
+        pid: int | None = self.process.pid
+        return pid
 
     def call(self, fn: Callable[..., Any], args: tuple[Any, ...], timeout: float) -> tuple[str, Any]:
         """("ok", result), ("error", exception), ("timeout", None), ("died", None) when the worker
@@ -158,7 +164,9 @@ class ParsePool:
         """:func:`bot.parse.parse_feed_deferred`: summaries left to :meth:`summarise`."""
         return await self.call(url, parse_feed_deferred, body, headers, url)  # type: ignore[no-any-return]
 
-    async def summarise(self, items: Sequence[tuple[str, str | None]], url: str) -> list[tuple[str, Any] | None]:
+    async def summarise(self, items: Sequence[tuple[str, str | None]],
+                        url: str) -> list[tuple[str, ChosenImage | None]]:
+        """:func:`bot.parse.summarise`: one (summary, image) for each deferred (html, base), in order."""
         return await self.call(url, summarise, list(items))  # type: ignore[no-any-return]
 
     def _too_long(self, url: str) -> ParseError:
@@ -185,11 +193,11 @@ class ParsePool:
             raise value
         if status == "timeout":
             log.warning("parsing feed %s took longer than %gs; its parser process was killed and replaced",
-                        url, self.timeout, extra={"feed": url})
+                        url, self.timeout)
             raise self._too_long(url)
         if status == "stopped":
             raise ParseError("the parse was stopped: Herald is shutting down")
-        log.warning("parser process died (feed %s); starting a new one", url, extra={"feed": url})
+        log.warning("parser process died (feed %s); starting a new one", url)
         raise ParseError("the parser process crashed on this feed")
 
     async def _take_worker(self) -> _Worker:
@@ -221,11 +229,11 @@ class ParsePool:
         worker.reap(WORKER_EXIT_WAIT)
         return None
 
-    def _keep_started(self, fut: "asyncio.Future[_Worker | None]") -> None:
-        if fut.cancelled() or fut.exception() is not None or fut.result() is None:
+    def _keep_started(self, fut: asyncio.Future[_Worker | None]) -> None:
+        if fut.cancelled() or fut.exception() is not None:
             return
         worker = fut.result()
-        if not worker.stopped:
+        if worker is not None and not worker.stopped:
             self._idle.append(worker)
 
     async def _run(self, worker: _Worker, url: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[str, Any]:
@@ -250,7 +258,7 @@ class ParsePool:
             self._discard(worker, running)
         return status, value
 
-    def _discard(self, worker: _Worker, running: "asyncio.Future[Any] | None" = None) -> None:
+    def _discard(self, worker: _Worker, running: asyncio.Future[Any] | None = None) -> None:
         """Kills ``worker``; its pipe is closed once no thread uses it any more."""
         self._busy.discard(worker)
         with self._lock:
@@ -259,7 +267,11 @@ class ParsePool:
         if running is None or running.done():
             worker.reap()
         else:
-            running.add_done_callback(lambda f: (_ignore_result(f), worker.reap()))
+            def reap_after(f: asyncio.Future[Any]) -> None:
+                _ignore_result(f)
+                worker.reap()
+
+            running.add_done_callback(reap_after)
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._threads is None:
@@ -274,7 +286,7 @@ class ParsePool:
             return await asyncio.wait_for(asyncio.shield(running), self.timeout)
         except asyncio.TimeoutError:
             log.warning("parsing feed %s took longer than %gs; stopped waiting for it (the thread finishes in the "
-                        "background)", url, self.timeout, extra={"feed": url})
+                        "background)", url, self.timeout)
             running.add_done_callback(_ignore_result)
             raise self._too_long(url) from None
 
@@ -306,12 +318,12 @@ class ParsePool:
         self._slots = None
 
 
-def _ignore_result(fut: "asyncio.Future[Any]") -> None:
+def _ignore_result(fut: asyncio.Future[Any]) -> None:
     if not fut.cancelled():
         fut.exception()  # retrieved, so that asyncio does not log it as never retrieved
 
 
-_POOLS: "weakref.WeakSet[ParsePool]" = weakref.WeakSet()
+_POOLS: weakref.WeakSet[ParsePool] = weakref.WeakSet()
 
 
 def stop_parse_servers(timeout: float = SERVER_STOP_WAIT) -> bool:
@@ -399,7 +411,8 @@ class _WriteBatcher:
         fut: asyncio.Future[PollResult] = asyncio.get_running_loop().create_future()
         self._queue.append((outcome, fut))
         if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._drain(), name="herald-write-batcher")
+            # in a context of its own: it writes every feed's outcome, its log lines name none of them
+            self._writer = contextvars.Context().run(asyncio.create_task, self._drain(), name="herald-write-batcher")
         return fut
 
     async def _drain(self) -> None:
@@ -444,28 +457,6 @@ class _WriteBatcher:
                 fut.set_exception(WriteRejected(outcome, exc))
             else:
                 fut.set_result(res)
-
-
-def _rejected_outcome(feed: FeedState, exc: WriteRejected, config: Config, stats: PollStats,
-                      metrics: Counters) -> PollOutcome:
-    """The error outcome written in place of a poll outcome that the database refused: the
-    feed's error is recorded and it backs off (and is paused in the end) like any failing feed."""
-    stats.errors += 1
-    now = exc.outcome.now
-    errors = feed.error_count + 1
-    error = f"could not store this feed's entries: {exc}"
-    pause = None
-    if feed.first_error_at is not None and now - feed.first_error_at >= config.polling.pause_after:
-        pause = f"failing for {_human(now - feed.first_error_at)}: {error}"
-    log.warning("feed %s: %s (%d failed polls in a row; retried after a backoff; if it persists, report the feed "
-                "as a Herald bug)", feed.url, error, errors, extra={"feed": feed.name or feed.url, "error_kind": "storage"})
-    metrics.count("poll", "error")
-    return PollOutcome(
-        feed_id=feed.id, now=now, status="error", http_status=exc.outcome.http_status, error=error,
-        next_fetch=next_fetch(now, feed.interval or config.polling.interval, errors=errors,
-                              max_backoff=config.polling.max_backoff),
-        pause_reason=pause,
-    )
 
 
 class Poller:
@@ -527,170 +518,141 @@ class Poller:
         return stats
 
     async def _poll_one(self, feed: FeedState, stats: PollStats) -> PollResult:
-        async with self._in_flight:
-            outcome = await self.poll_feed(feed, stats)
-        try:
-            res = await self._batcher.submit(outcome)
-        except WriteRejected as exc:  # this feed's data alone: record it as the feed's error, back off
-            outcome = _rejected_outcome(feed, exc, self.config, stats, self.metrics)
-            res = await self._batcher.submit(outcome)  # fails only when the database does
-        if outcome.status != "error" and feed.error_count:
-            failing = f" (failing for {_human(outcome.now - feed.first_error_at)})" if feed.first_error_at else ""
-            log.info("feed %s recovered after %d failed polls%s", feed.name or feed.url, feed.error_count, failing,
-                     extra={"feed": feed.name or feed.url})
-        if res.stored:
-            self.metrics.count("entries_stored", "", res.stored)
-        if res.paused:
-            self.metrics.count("feed_paused", "")
-        if self.on_stored is not None and res.announced:
-            self.on_stored(res)
-        if res.paused and self.on_paused is not None and outcome.pause_reason:
+        """Polls one feed and writes its outcome; every log line in it names the feed."""
+        with log_fields(feed=feed.name or feed.url):
+            async with self._in_flight:
+                outcome = await self.poll_feed(feed, stats)
             try:
-                await self.on_paused(feed, outcome.pause_reason)
-            except Exception:
-                log.exception("could not send the pause notice of feed %s", feed.url)
-        return res
-
-    def _interval(self, feed: FeedState) -> float:
-        return feed.interval or self.config.polling.interval
+                res = await self._batcher.submit(outcome)
+            except WriteRejected as exc:  # this feed's data alone: record it as the feed's error, back off
+                outcome = policy.on_rejected(feed, exc.outcome, str(exc), self.config.polling)
+                stats.errors += 1
+                log.warning("feed %s: %s (%d failed polls in a row; retried after a backoff; if it persists, report "
+                            "the feed as a Herald bug)", feed.url, outcome.error, feed.error_count + 1,
+                            extra={"error_kind": "storage"})
+                self.metrics.count("poll", "error")
+                res = await self._batcher.submit(outcome)  # fails only when the database does
+            recovered = policy.recovered(feed, outcome)
+            if recovered:
+                log.info("%s", recovered)
+            if res.stored:
+                self.metrics.count("entries_stored", "", res.stored)
+            if res.paused:
+                self.metrics.count("feed_paused", "")
+            if self.on_stored is not None and res.announced:
+                self.on_stored(res)
+            if res.paused and self.on_paused is not None and outcome.pause_reason:
+                try:
+                    await self.on_paused(feed, outcome.pause_reason)
+                except Exception:
+                    log.exception("could not send the pause notice of feed %s", feed.url)
+            return res
 
     async def poll_feed(self, feed: FeedState, stats: PollStats | None = None) -> PollOutcome:
         """Fetches, parses and decides one feed. Never raises for a feed's own failure."""
         stats = stats if stats is not None else PollStats()
         stats.polled += 1
         now = self.clock()
-        interval = self._interval(feed)
-        policy_cfg = self.config.polling
         trusted = feed.url in self._config_urls
         started = time.perf_counter()
         try:
             result = await self.fetcher.fetch(
                 feed.url, etag=feed.etag, last_modified=feed.last_modified, guarded=not trusted, allow_file=trusted,
             )
-            return await self._after_fetch(feed, result, now, interval, stats)
+            return await self._after_fetch(feed, result, now, stats)
         except FeedError as exc:
             stats.errors += 1
-            errors = feed.error_count + 1
-            retry_after = exc.retry_after if isinstance(exc, FetchError) else None
-            status = exc.status if isinstance(exc, FetchError) else None
-            pause = None
-            if isinstance(exc, FeedGone):
-                pause = "the server says the feed is gone (HTTP 410)"
-            elif feed.first_error_at is not None and now - feed.first_error_at >= policy_cfg.pause_after:
-                pause = f"{_failing_for(feed, now)}: {exc}"
-            log.warning("feed %s failed (%d in a row): %s", feed.url, errors, exc,
-                        extra={"feed": feed.name or feed.url, "error_kind": exc.kind})
+            log.warning("feed %s failed (%d in a row): %s", feed.url, feed.error_count + 1, exc,
+                        extra={"error_kind": exc.kind})
             self.metrics.count("poll", "error")
-            return PollOutcome(
-                feed_id=feed.id, now=now, status="error", http_status=status, error=str(exc)[:500],
-                next_fetch=next_fetch(now, interval, errors=errors, retry_after=retry_after, max_backoff=policy_cfg.max_backoff),
-                pause_reason=pause,
-            )
+            return policy.on_error(feed, exc, now, self.config.polling)
         except StorageError:
             raise
         except Exception as exc:  # a bug (or a library error) on one feed's input must not break every cycle
-            log.exception("feed %s: unexpected error while polling", feed.url, extra={"feed": feed.name or feed.url})
-            errors = feed.error_count + 1
-            return PollOutcome(
-                feed_id=feed.id, now=now, status="error", error=f"internal error: {type(exc).__name__}: {exc}"[:500],
-                next_fetch=next_fetch(now, interval, errors=errors, max_backoff=policy_cfg.max_backoff),
-            )
+            log.exception("feed %s: unexpected error while polling", feed.url)
+            return policy.on_internal_error(feed, exc, now, self.config.polling)
         finally:
             self.metrics.observe("fetch_seconds", time.perf_counter() - started)
 
-    async def _after_fetch(self, feed: FeedState, result: FetchResult, now: float, interval: float,
-                           stats: PollStats) -> PollOutcome:
-        nxt = next_fetch(now, interval)
-        new_url = result.permanent_url if result.permanent_url and result.permanent_url != feed.url else None
-        if new_url and feed.url in self._config_urls:
-            # A config feed's URL is its identity in the config file: rewriting it would make the next
-            # start see a new feed (and re-announce its backfill). Follow the redirect; tell the operator.
-            if feed.id not in self._moved_warned:
-                self._moved_warned.add(feed.id)
-                log.warning("feed %s moved permanently to %s; Herald follows the redirect on every poll: "
-                            "update its url in the config file", feed.url, new_url, extra={"feed": feed.name or feed.url})
-            new_url = None
-        if result.status == 304:
-            stats.not_modified += 1
-            self.metrics.count("poll", "304")
-            return PollOutcome(feed.id, now, nxt, "not_modified", http_status=304, new_url=new_url)
-        body_hash = result.body_hash
-        if feed.body_hash == body_hash and feed.last_success is not None:
-            stats.unchanged += 1
-            self.metrics.count("poll", "unchanged")
-            return PollOutcome(feed.id, now, nxt, "unchanged", http_status=200, etag=result.etag,
-                               last_modified=result.last_modified, new_url=new_url)
-        t0 = time.perf_counter()
-        deferred: dict[int, tuple[str, str | None]] = {}
-        if feed.last_success is not None and hasattr(self.parser, "parse_deferred"):
-            # most entries are known already: convert HTML to Markdown only for the new ones (below)
-            parsed, deferred = await self.parser.parse_deferred(result.body, result.headers, result.url)
-        else:
-            parsed = await self.parser.parse(result.body, result.headers, result.url)
-        self.metrics.observe("parse_seconds", time.perf_counter() - t0)
-        stats.parsed += 1
-        self.metrics.count("poll", "200")
-        if parsed.warning and _cut_short(result.body, parsed):
-            # its last entry may be cut in half (no GUID, half a title): storing it would announce it
-            # broken now and again, whole, when the document is complete
-            raise ParseError("the document is truncated (it ends before its root element closes); nothing stored")
-        if parsed.warning:
-            log.info("feed %s is malformed but readable: %s", feed.url, parsed.warning)
-        keys = [e.key for e in parsed.entries]
-        links = [e.link_key for e in parsed.entries if e.link_key]
+    async def _after_fetch(self, feed: FeedState, result: FetchResult, now: float, stats: PollStats) -> PollOutcome:
+        """The I/O of one fetched feed, in order; :mod:`bot.policy` makes every decision.
+
+        1. moved: a permanent redirect moves the feed (a config feed keeps its URL; warned once);
+        2. a 304 or the body stored last time: done, nothing parsed;
+        3. parse in a worker (after the first poll the HTML conversion is deferred);
+        4. a truncated document raises ParseError (poll_feed records it); a malformed one is logged;
+        5. ``storage.known`` → :func:`bot.decide.decide`;
+        6. summarise the new entries only, in a worker (HTML that fails to convert is plain text);
+        7. the outcome, which the caller hands to the write batcher.
+        """
+        rules = self.config.polling
+        moved = policy.on_moved(feed, result.permanent_url, in_config=feed.url in self._config_urls,
+                                warned=feed.id in self._moved_warned)
+        if moved.warn:
+            self._moved_warned.add(feed.id)
+            log.warning("feed %s moved permanently to %s; Herald follows the redirect on every poll: "
+                        "update its url in the config file", feed.url, moved.warn)
+        done = policy.on_fetched(feed, result, now, rules, moved.new_url)
+        if done is not None:
+            return self._counted(done, stats)
+        parsed, deferred = await self._parse(feed, result, stats)
+        checked = policy.on_parsed(result.body, parsed)
+        if checked.refuse:
+            raise ParseError(checked.refuse)
+        if checked.warning:
+            log.info("feed %s is malformed but readable: %s", feed.url, checked.warning)
+        keys, links = policy.identities(parsed)
         known_keys, known_links = await self.storage.known(feed.id, keys, links)
-        policy = Policy(backfill=feed.backfill, max_per_poll=feed.max_per_poll or self.config.polling.max_per_poll)
-        decision = decide(
-            Known(first_fetch=feed.last_success is None, keys=frozenset(known_keys), link_keys=frozenset(known_links)),
-            parsed.entries, policy, now,
-        )
-        if deferred:
-            filled = await self._summarise_new(decision, deferred, result.url)
-            if filled is None:  # an entry's HTML failed to convert: parse it all at once, as without deferring
-                parsed = await self.parser.parse(result.body, result.headers, result.url)
-                known_keys, known_links = await self.storage.known(
-                    feed.id, [e.key for e in parsed.entries], [e.link_key for e in parsed.entries if e.link_key])
-                decision = decide(
-                    Known(first_fetch=False, keys=frozenset(known_keys), link_keys=frozenset(known_links)),
-                    parsed.entries, policy, now,
-                )
-            else:
-                decision = filled
+        decision = decide(policy.known(feed, known_keys, known_links), parsed.entries,
+                          policy.decide_policy(feed, rules), now)
+        decision = await self._summarise_new(decision, deferred, result.url)
         if decision.new:
             log.info("feed %s: %d new, %d to announce%s", feed.name or parsed.title or feed.url, len(decision.new),
-                     len(decision.announce), f" (+{len(decision.digest)} in a digest)" if decision.digest else "",
-                     extra={"feed": feed.name or feed.url})
-        return PollOutcome(
-            feed.id, now, nxt, "new", http_status=200, etag=result.etag, last_modified=result.last_modified,
-            body_hash=body_hash, title=parsed.title, link=parsed.link, image=parsed.image, decision=decision,
-            new_url=new_url,
-        )
+                     len(decision.announce), f" (+{len(decision.digest)} in a digest)" if decision.digest else "")
+        return policy.on_new(feed, result, parsed, decision, now, rules, moved.new_url)
 
-    async def _summarise_new(self, decision: Decision, deferred: dict[int, tuple[str, str | None]],
-                             url: str) -> Decision | None:
-        """Fills in the summaries (and fallback images) that parse_deferred left out, for the new
-        entries only: the same values parse_feed computes. None when one of them failed."""
-        todo = [e for e in decision.new if e.position in deferred]
+    def _counted(self, outcome: PollOutcome, stats: PollStats) -> PollOutcome:
+        """``outcome`` (a 304 or an unchanged body), counted."""
+        if outcome.status == "not_modified":
+            stats.not_modified += 1
+            self.metrics.count("poll", "304")
+        else:
+            stats.unchanged += 1
+            self.metrics.count("poll", "unchanged")
+        return outcome
+
+    async def _parse(self, feed: FeedState, result: FetchResult,
+                     stats: PollStats) -> tuple[ParsedFeed, Mapping[int, tuple[str, str | None]]]:
+        """The parsed document, in a worker, and the HTML of the summaries it deferred (by position)."""
+        started = time.perf_counter()
+        if policy.defer_summaries(feed):  # most entries are known already: convert only the new ones' HTML
+            parsed, deferred = await self.parser.parse_deferred(result.body, result.headers, result.url)
+        else:
+            parsed, deferred = await self.parser.parse(result.body, result.headers, result.url), {}
+        self.metrics.observe("parse_seconds", time.perf_counter() - started)
+        stats.parsed += 1
+        self.metrics.count("poll", "200")
+        return parsed, deferred
+
+    async def _summarise_new(self, decision: Decision, deferred: Mapping[int, tuple[str, str | None]],
+                             url: str) -> Decision:
+        """Fills in the summaries (and fallback images) that the parse deferred, for the new
+        entries only: the same values a whole parse computes. An entry whose HTML fails to
+        convert gets its plain text as its summary (see :func:`bot.parse.summarise`)."""
+        todo = policy.needs_summary(decision, deferred)
         if not todo:
             return decision
         done = await self.parser.summarise([deferred[e.position] for e in todo], url)
-        if any(d is None for d in done):
-            return None
-        filled = {e.position: complete_deferred(e, d) for e, d in zip(todo, done)}  # type: ignore[arg-type]
-
-        def swap(entries: tuple[Any, ...]) -> tuple[Any, ...]:
-            return tuple(filled.get(e.position, e) for e in entries)
-
-        return replace(decision, new=swap(decision.new), announce=swap(decision.announce), digest=swap(decision.digest))
-
+        return policy.with_summaries(decision, (complete_deferred(e, d) for e, d in zip(todo, done, strict=True)))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Polls until ``stop`` is set, continuously: every feed is polled in a task of its own
         (at most :attr:`max_tasks` at once), and the loop claims feeds as they become due while
         slow ones are still in flight. A pass (one claim) counts as a completed cycle
         (:attr:`last_cycle`, :attr:`cycle_done`) once every feed it claimed is done, so one slow
-        feed delays only its own pass; a pass that claims nothing counts when no poll is in flight. On return the polls in flight are cancelled: their feeds'
-        leases run out and they are polled again (by this process after a restart, at once)."""
+        feed delays only its own pass; a pass that claims nothing counts when no poll is in flight.
+        On return the polls in flight are cancelled: their feeds' leases run out and they are
+        polled again (by this process after a restart, at once)."""
         active: dict[int, asyncio.Task[None]] = {}
         try:
             while not stop.is_set():
@@ -712,7 +674,7 @@ class Poller:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _claim_pass(self, active: dict[int, "asyncio.Task[None]"]) -> None:
+    async def _claim_pass(self, active: dict[int, asyncio.Task[None]]) -> None:
         """Claims the due feeds that fit in the free task slots and starts a task for each."""
         free = self.max_tasks - len(active)
         feeds = await self.storage.claim_due_feeds(self.clock(), max(0, min(free, CLAIM_LIMIT)), self.lease) \
@@ -727,10 +689,10 @@ class Poller:
         for feed in feeds:
             task = asyncio.create_task(self._poll_task(feed, stats), name=f"herald-poll-{feed.id}")
             active[feed.id] = task
-            task.add_done_callback(lambda t, fid=feed.id: self._task_done(active, fid, t, cycle))
+            task.add_done_callback(functools.partial(self._task_done, active, feed.id, cycle=cycle))
 
-    def _task_done(self, active: dict[int, "asyncio.Task[None]"], feed_id: int, task: "asyncio.Task[None]",
-                   cycle: "_Pass") -> None:
+    def _task_done(self, active: dict[int, asyncio.Task[None]], feed_id: int, task: asyncio.Task[None], *,
+                   cycle: _Pass) -> None:
         if active.get(feed_id) is task:
             del active[feed_id]
         cycle.remaining -= 1
@@ -744,15 +706,15 @@ class Poller:
 
     async def _poll_task(self, feed: FeedState, stats: PollStats) -> None:
         """One feed's poll in the continuous loop: every error is logged here, naming the feed."""
-        try:
-            await self._poll_one(feed, stats)
-        except asyncio.CancelledError:
-            raise
-        except StorageError as exc:
-            log.error("storage error while polling: %s", exc, extra={"feed": feed.name or feed.url})
-        except Exception:
-            log.exception("feed %s: the poll failed; it is polled again when its lease runs out", feed.url,
-                          extra={"feed": feed.name or feed.url})
+        with log_fields(feed=feed.name or feed.url):
+            try:
+                await self._poll_one(feed, stats)
+            except asyncio.CancelledError:
+                raise
+            except StorageError as exc:
+                log.error("storage error while polling: %s", exc)
+            except Exception:
+                log.exception("feed %s: the poll failed; it is polled again when its lease runs out", feed.url)
 
 
 @dataclass(slots=True)
@@ -780,32 +742,3 @@ async def _wait_any(a: asyncio.Event, b: asyncio.Event, timeout: float) -> None:
     finally:
         for t in tasks:
             t.cancel()
-
-
-_ROOT_CLOSE = re.compile(rb"</\s*(?:[A-Za-z_][\w.-]*:)?(?:rss|feed|RDF)\s*>", re.I)
-
-
-def _cut_short(body: bytes, parsed: ParsedFeed) -> bool:
-    """True when a malformed XML feed never closes its root element (``</rss>``, ``</feed>``,
-    ``</rdf:RDF>``): the server stopped writing part-way. Text after the root (a PHP warning)
-    does not count; UTF-16/32 documents are not checked."""
-    if (parsed.version or "").startswith("json") or b"\x00" in body[:4]:
-        return False
-    return _ROOT_CLOSE.search(body[-65536:]) is None
-
-
-def _failing_for(feed: FeedState, now: float) -> str:
-    """How long a feed has been failing, in words (never "failing for 0 minutes")."""
-    if feed.last_success is None:
-        return "failing since its first poll"
-    if feed.first_error_at is None or now - feed.first_error_at < 60:
-        return "failing for less than a minute"
-    return f"failing for {_human(now - feed.first_error_at)}"
-
-
-def _human(seconds: float) -> str:
-    if seconds >= 86400:
-        return f"{seconds / 86400:.1f} days"
-    if seconds >= 3600:
-        return f"{seconds / 3600:.1f} hours"
-    return f"{seconds / 60:.0f} minutes"

@@ -44,10 +44,10 @@ def truncate(text: str, limit: int) -> str:
         tail = cut[open_bracket:]
         if tail.count("(") > tail.count(")"):
             cut = cut[:open_bracket]
-    # a trailing backslash would escape the ellipsis
+    # a lone trailing backslash would escape the ellipsis; an even run is escaped backslashes, kept
     cut = cut.rstrip()
-    while cut.endswith("\\"):
-        cut = cut[:-1]
+    while (len(cut) - len(cut.rstrip("\\"))) % 2:
+        cut = cut[:-1].rstrip()
     return cut + ELLIPSIS
 
 

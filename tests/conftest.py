@@ -6,8 +6,9 @@ import gc
 import logging
 import sys
 import textwrap
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,7 @@ if str(ROOT) not in sys.path:  # `import bot` and `import tests.x` also under a 
     sys.path.insert(0, str(ROOT))
 
 from tests.feedserver import FeedServer  # noqa: E402
+from tests.support import TOKEN, TOKEN_ENV  # noqa: E402
 
 pytest_plugins = ("pytester",)  # tests/test_first_hour.py runs the unclosed-session check on a leaking test
 
@@ -94,3 +96,28 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return write
+
+
+FAKE_MESSAGE_RATE = (5, 0.5)  # messages per channel per seconds: tight, so that tests meet 429s
+
+
+@pytest.fixture
+def fake_message_rate() -> tuple[int, float]:
+    """The fake Discord's message rate limit; a module that needs another overrides this fixture."""
+    return FAKE_MESSAGE_RATE
+
+
+@pytest.fixture
+async def fake(fake_message_rate: tuple[int, float]) -> AsyncIterator[Any]:
+    """A started :class:`tests.fakediscord.FakeDiscord` that accepts ``tests.support.TOKEN``."""
+    from tests.fakediscord import FakeDiscord
+
+    async with FakeDiscord(token=TOKEN, message_rate=fake_message_rate) as f:
+        yield f
+
+
+@pytest.fixture
+def token_env(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Puts the fake Discord's token in $HERALD_TEST_TOKEN, where a test config reads it."""
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    return TOKEN

@@ -4,29 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import discord
 import discord.gateway
 import discord.http
 
-from bot.config import Config, config_from_dict
+from bot.config import Config
 from bot.discord_bot import HeraldBot, apply_endpoints
 
 SEED = Path(__file__).parent.parent / "examples" / "seed-vsoch.rss.xml"
-
-
-def make_config(tmp_path: Path, fake: Any, feeds: list[dict[str, Any]], **sections: dict[str, Any]) -> Config:
-    data: dict[str, Any] = {
-        "discord": {"token_env": "HERALD_TEST_TOKEN", "api_base": fake.api_base, "gateway_url": fake.gateway_url},
-        "storage": {"url": f"sqlite:///{tmp_path / 'herald.db'}"},
-        "polling": {"interval": "10m", "timeout": "5s"},
-        "feeds": feeds,
-    }
-    for key, value in sections.items():
-        data.setdefault(key, {}).update(value)
-    return config_from_dict(data, tmp_path / "herald.toml")
 
 
 def fake_discord_toml(fake: Any, db: Path, token_env: str = "HERALD_TEST_TOKEN") -> str:

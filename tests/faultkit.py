@@ -1,5 +1,5 @@
-"""Shared pieces of the fault tests: a simulated clock, a sink that behaves like Discord,
-Herald set-up, and the ledger that records what each fault test measured.
+"""Shared pieces of the fault tests: their Herald config, a log waiter, and the ledger that
+records what each fault test measured (the clock and the sink are tests.support's).
 
 The ledger: every fault test calls :func:`record` with how many times it exercised its
 fault and how many entries it lost or announced twice. With ``HERALD_FAULT_REPORT`` set to a
@@ -17,12 +17,12 @@ import os
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
-from bot.config import Config, config_from_dict
-from bot.storage.base import ClaimedDelivery
+from bot.config import Config
+from tests.support import make_config
 
 REPORT_ENV = "HERALD_FAULT_REPORT"
 _report_lock = threading.Lock()
@@ -39,87 +39,6 @@ def record(fault: str, *, area: str, runs: int, lost: int, duplicated: int, outc
         fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-class SimClock:
-    """A clock that only moves when told: Herald(clock=...), Poller, DeliveryWorker, storage times."""
-
-    def __init__(self, start: float = 1_800_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> float:
-        self.now += seconds
-        return self.now
-
-    def set(self, when: float) -> float:
-        self.now = max(self.now, when)
-        return self.now
-
-
-@dataclass
-class Sent:
-    target: str
-    kind: str  # "entry" or "digest"
-    keys: tuple[str, ...]
-    titles: tuple[str, ...]
-    payload: dict[str, Any]
-    nonce: str
-    feed_id: int
-
-
-@dataclass
-class RecordingSink:
-    """A Sink that records announcements the way Discord shows them: a send with a nonce it
-    has seen returns the first message again (enforce_nonce), so a resend after a crash or a
-    failed write is not a second message. ``fail`` (when set) is called before each send and
-    may raise a delivery error to simulate an outage."""
-
-    messages: list[Sent] = field(default_factory=list)
-    attempts: int = 0
-    deduplicated: int = 0
-    fail: Callable[[ClaimedDelivery], None] | None = None
-    _by_nonce: dict[tuple[str, str], str] = field(default_factory=dict)
-    _changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def wait_until(self, predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-        """Waits until ``predicate()`` holds, re-checked after every message."""
-        async def check() -> None:
-            while not predicate():
-                self._changed = asyncio.Event()
-                await self._changed.wait()
-
-        await asyncio.wait_for(check(), timeout)
-
-    async def send(self, claimed: ClaimedDelivery, payload: dict[str, Any], nonce: str) -> str | None:
-        self.attempts += 1
-        if self.fail is not None:
-            self.fail(claimed)
-        target = claimed.subscription.target
-        if (target, nonce) in self._by_nonce:
-            self.deduplicated += 1
-            return self._by_nonce[(target, nonce)]
-        self.messages.append(Sent(
-            target=target, kind=claimed.delivery.kind, keys=tuple(e.key for e in claimed.entries),
-            titles=tuple(e.title for e in claimed.entries), payload=payload, nonce=nonce,
-            feed_id=claimed.subscription.feed_id,
-        ))
-        mid = str(len(self.messages))
-        self._by_nonce[(target, nonce)] = mid
-        self._changed.set()
-        return mid
-
-    def to(self, target: str) -> list[Sent]:
-        return [m for m in self.messages if m.target == target]
-
-    def announced(self, target: str) -> Counter[str]:
-        """How often each entry title was announced in ``target`` (one by one or in a digest)."""
-        c: Counter[str] = Counter()
-        for m in self.to(target):
-            c.update(m.titles)
-        return c
-
-
 class LogWaiter(logging.Handler):
     """Lets a test wait for a log record (from any thread) instead of polling for it."""
 
@@ -130,7 +49,7 @@ class LogWaiter(logging.Handler):
         self._changed = asyncio.Event()
         self._logger = logging.getLogger(logger)
 
-    def __enter__(self) -> "LogWaiter":
+    def __enter__(self) -> LogWaiter:
         self._logger.addHandler(self)
         return self
 
@@ -166,12 +85,15 @@ def tally(announced: Counter[str], expected: Iterable[str]) -> tuple[int, int]:
 
 def herald_config(tmp_path: Path, feeds: list[dict[str, Any]], *, polling: dict[str, Any] | None = None,
                   discord: dict[str, Any] | None = None, db: str = "herald.db") -> Config:
-    data: dict[str, Any] = {
-        "storage": {"url": f"sqlite:///{tmp_path / db}"},
-        "polling": {"interval": "10m", "timeout": "1s", "max_bytes": "1MB", "concurrency": 16, "per_host": 8,
-                    **(polling or {})},
-        "feeds": feeds,
-    }
+    """The fault tests' config: :func:`tests.support.make_config` with short timeouts, a 1 MB cap and
+    many requests in flight (so that a fault shows within a test's time), over ``polling``."""
+    sections: dict[str, Any] = {"polling": {**FAULT_POLLING, **(polling or {})},
+                                "storage": {"url": f"sqlite:///{tmp_path / db}"}}
     if discord:
-        data["discord"] = discord
-    return config_from_dict(data, tmp_path / "herald.toml")
+        sections["discord"] = discord
+    return make_config(tmp_path, feeds, **sections)
+
+
+FAULT_POLLING: dict[str, Any] = {
+    "interval": "10m", "timeout": "1s", "max_bytes": "1MB", "concurrency": 16, "per_host": 8,
+}

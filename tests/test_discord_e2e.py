@@ -14,23 +14,13 @@ import pytest
 
 from bot.limits import EMBED_DESCRIPTION, EMBED_TITLE, EMBED_TOTAL
 from bot.render import embed_length
-from tests.discord_harness import SEED, fake_discord_toml, make_config, running_bot
+from tests.discord_harness import SEED, fake_discord_toml, running_bot
+from tests.support import TOKEN, make_config
 from tests.fakediscord import FakeDiscord
 from tests.feedgen import numbered_items, write_feed
 
-TOKEN = "fake.bot-token.for-tests-only-0123456789"
+pytestmark = pytest.mark.usefixtures("token_env")  # the configs read $HERALD_TEST_TOKEN
 ROOT = Path(__file__).parent.parent
-
-
-@pytest.fixture
-async def fake():
-    async with FakeDiscord(token=TOKEN, message_rate=(5, 0.5)) as f:
-        yield f
-
-
-@pytest.fixture(autouse=True)
-def token_env(monkeypatch):
-    monkeypatch.setenv("HERALD_TEST_TOKEN", TOKEN)
 
 
 def posts(fake: FakeDiscord, channel_id: int) -> list[dict]:
@@ -41,7 +31,7 @@ def posts(fake: FakeDiscord, channel_id: int) -> list[dict]:
 async def test_seed_feed_backfill_two_embeds(tmp_path, fake):
     guild = fake.add_guild()
     channel = fake.add_channel(guild, "news")
-    config = make_config(tmp_path, fake, [{"url": SEED.as_uri(), "name": "vsoch", "channels": [channel], "backfill": 2}])
+    config = make_config(tmp_path, [{"url": SEED.as_uri(), "name": "vsoch", "channels": [channel], "backfill": 2}], fake=fake)
     async with running_bot(config, TOKEN) as bot:
         await fake.wait_for_messages(channel, 2, timeout=20)
         await bot.herald.worker.deliver_due()
@@ -69,7 +59,7 @@ async def test_role_mentions_ping_only_configured_roles(tmp_path, fake):
               "description": "<p>@everyone hello <@&1> and <@123> in <#5></p>", "author": "x@y.z (@everyone)",
               "date": 1_700_000_000}]
     url = write_feed(tmp_path / "f.xml", items)
-    config = make_config(tmp_path, fake, [{"url": url, "channels": [channel], "backfill": 1, "mention_roles": [777]}])
+    config = make_config(tmp_path, [{"url": url, "channels": [channel], "backfill": 1, "mention_roles": [777]}], fake=fake)
     async with running_bot(config, TOKEN):
         await fake.wait_for_messages(channel, 1, timeout=20)
     [req] = posts(fake, channel)
@@ -83,8 +73,8 @@ async def test_hostile_title_without_roles_pings_nobody(tmp_path, fake):
     channel = fake.add_channel(guild, "news")
     items = [{"title": "@everyone <@&1> <@123>", "link": "https://example.org/a", "guid": "a", "description": "x",
               "date": 1_700_000_000}]
-    config = make_config(tmp_path, fake, [{"url": write_feed(tmp_path / "f.xml", items), "channels": [channel],
-                                           "backfill": 1}])
+    config = make_config(tmp_path, [{"url": write_feed(tmp_path / "f.xml", items), "channels": [channel],
+                                           "backfill": 1}], fake=fake)
     async with running_bot(config, TOKEN):
         await fake.wait_for_messages(channel, 1, timeout=20)
     [req] = posts(fake, channel)
@@ -101,14 +91,14 @@ async def test_webhook_forum_thread_and_create_thread(tmp_path, fake, monkeypatc
     hook_url = fake.add_webhook(text)
     monkeypatch.setenv("HERALD_HOOK", hook_url)
     url = write_feed(tmp_path / "f.xml", numbered_items(1))
-    config = make_config(tmp_path, fake, [
+    config = make_config(tmp_path, [
         {"url": url, "name": "hooked", "webhooks": ["HERALD_HOOK"], "backfill": 1, "username": "Feed Bot",
          "avatar_url": "https://example.org/a.png"},
         {"url": write_feed(tmp_path / "g.xml", numbered_items(1, prefix="Forum post")), "name": "forum",
          "channels": [forum, thread], "backfill": 1},
         {"url": write_feed(tmp_path / "h.xml", numbered_items(1, prefix="Threaded")), "name": "threaded",
          "channels": [threaded], "backfill": 1, "create_thread": True},
-    ])
+    ], fake=fake)
     async with running_bot(config, TOKEN):
         await fake.wait_until(lambda: len(fake.messages(text)) >= 1 and fake.threads(forum) and fake.messages(thread)
                               and fake.threads(threaded), timeout=20, what="all four deliveries")
@@ -128,7 +118,7 @@ async def test_burst_of_100_in_order_without_429(tmp_path, fake):
     guild = fake.add_guild()
     channel = fake.add_channel(guild, "burst")
     url = write_feed(tmp_path / "f.xml", numbered_items(100))
-    config = make_config(tmp_path, fake, [{"url": url, "channels": [channel], "backfill": 100, "max_per_poll": 100}])
+    config = make_config(tmp_path, [{"url": url, "channels": [channel], "backfill": 100, "max_per_poll": 100}], fake=fake)
     async with running_bot(config, TOKEN):
         started = time.monotonic()
         await fake.wait_for_messages(channel, 100, timeout=60)
@@ -145,12 +135,16 @@ async def test_5xx_and_429_then_everything_arrives_once(tmp_path, fake):
     url = write_feed(tmp_path / "f.xml", numbered_items(12))
     fake.fail_next(2, status=502, route="/channels/{channel_id}/messages")
     fake.rate_limit_next(3, retry_after=0.3, route="/channels/{channel_id}/messages")
-    config = make_config(tmp_path, fake, [{"url": url, "channels": [channel], "backfill": 12, "max_per_poll": 20}])
+    config = make_config(tmp_path, [{"url": url, "channels": [channel], "backfill": 12, "max_per_poll": 20}], fake=fake)
     async with running_bot(config, TOKEN):
         await fake.wait_for_messages(channel, 12, timeout=60)
     titles = [m["embeds"][0]["title"] for m in fake.messages(channel)]
     assert titles == [f"Post {i}" for i in range(12)]
-    assert fake.count_status(502) >= 1
+    sends = [r.status for r in fake.requests_to("POST /channels/{channel_id}/messages")]
+    # every injected fault was served (two 502s, then three 429s), each was retried, and nothing else failed
+    assert sends.count(502) == 2 and sends.count(429) == 3, sends
+    assert sends[:5] == [502, 502, 429, 429, 429], sends
+    assert sends.count(200) == 12 and len(sends) == 17, sends
 
 
 async def test_gateway_dropped_bot_resumes_and_keeps_delivering(tmp_path, fake):
@@ -158,7 +152,7 @@ async def test_gateway_dropped_bot_resumes_and_keeps_delivering(tmp_path, fake):
     channel = fake.add_channel(guild, "news")
     path = tmp_path / "f.xml"
     url = write_feed(path, numbered_items(1))
-    config = make_config(tmp_path, fake, [{"url": url, "channels": [channel], "backfill": 1}])
+    config = make_config(tmp_path, [{"url": url, "channels": [channel], "backfill": 1}], fake=fake)
     async with running_bot(config, TOKEN) as bot:
         await fake.wait_for_messages(channel, 1, timeout=20)
         await fake.drop_gateway()
@@ -176,7 +170,7 @@ async def test_403_and_404_channels_pause_and_others_carry_on(tmp_path, fake):
     mute = fake.add_channel(guild, "muted")
     gone = fake.add_channel(guild, "gone")
     url = write_feed(tmp_path / "f.xml", numbered_items(2))
-    config = make_config(tmp_path, fake, [{"url": url, "name": "f", "channels": [good, mute, gone], "backfill": 2}])
+    config = make_config(tmp_path, [{"url": url, "name": "f", "channels": [good, mute, gone], "backfill": 2}], fake=fake)
     async with running_bot(config, TOKEN) as bot:
         for ch in (good, mute, gone):
             await fake.wait_for_messages(ch, 2, timeout=20)
@@ -201,7 +195,7 @@ async def test_startup_check_pauses_unusable_channel(tmp_path, fake):
     good = fake.add_channel(guild, "good")
     noembed = fake.add_channel(guild, "noembed", perms=["view_channel", "send_messages"])
     url = write_feed(tmp_path / "f.xml", numbered_items(1))
-    config = make_config(tmp_path, fake, [{"url": url, "channels": [good, noembed, 999], "backfill": 1}])
+    config = make_config(tmp_path, [{"url": url, "channels": [good, noembed, 999], "backfill": 1}], fake=fake)
     async with running_bot(config, TOKEN) as bot:
         await fake.wait_for_messages(good, 1, timeout=20)
         subs = {s.target: s for s in await bot.storage.subscriptions()}

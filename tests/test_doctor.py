@@ -15,23 +15,13 @@ import pytest
 
 from bot.doctor import INVITE_PERMISSIONS, _permissions, run_doctor
 from tests.conftest import unclosed_resources
-from tests.discord_harness import fake_discord_toml, make_config
+from tests.discord_harness import fake_discord_toml
+from tests.support import TOKEN, make_config
 from tests.fakediscord import FakeDiscord
 from tests.feedgen import numbered_items, write_feed
 
-TOKEN = "fake.bot-token.for-tests-only-0123456789"
+pytestmark = pytest.mark.usefixtures("token_env")  # the configs read $HERALD_TEST_TOKEN
 ROOT = Path(__file__).parent.parent
-
-
-@pytest.fixture
-async def fake():
-    async with FakeDiscord(token=TOKEN) as f:
-        yield f
-
-
-@pytest.fixture(autouse=True)
-def token_env(monkeypatch):
-    monkeypatch.setenv("HERALD_TEST_TOKEN", TOKEN)
 
 
 async def doctor(config) -> tuple[int, str]:
@@ -81,11 +71,11 @@ async def test_missing_permissions_are_named_exactly(tmp_path, fake):
     role_denied = fake.add_channel(guild, "role-denied", overwrites=[
         {"id": fake.bot_role_id(guild), "type": 0, "allow": 0, "deny": 1 << 14}])  # Embed Links, via the bot's role
     url = write_feed(tmp_path / "f.xml", numbered_items(1))
-    config = make_config(tmp_path, fake, [
+    config = make_config(tmp_path, [
         {"url": url, "name": "plain", "channels": [good, noembed, hidden, forum, thread, role_denied, 999]},
         {"url": write_feed(tmp_path / "g.xml", numbered_items(1)), "name": "threads", "channels": [threaded],
          "create_thread": True},
-    ])
+    ], fake=fake)
     code, out = await doctor(config)
     assert code == 1, out
     assert line_about(out, f"({good})").startswith("[  ok]")
@@ -176,7 +166,7 @@ webhooks = ["HERALD_TEST_HOOK"]
 async def test_without_token_discord_checks_are_skipped(tmp_path, fake, monkeypatch):
     monkeypatch.delenv("HERALD_TEST_TOKEN")
     url = write_feed(tmp_path / "f.xml", numbered_items(1))
-    config = make_config(tmp_path, fake, [{"url": url, "channels": [123]}])
+    config = make_config(tmp_path, [{"url": url, "channels": [123]}], fake=fake)
     code, out = await doctor(config)
     assert code == 0, out
     skipped = line_about(out, "", area="discord")
@@ -190,12 +180,12 @@ async def test_unreachable_feed_rejected_token_and_unset_webhook(tmp_path, fake,
     monkeypatch.delenv("HERALD_TEST_MISSING_HOOK", raising=False)
     good = write_feed(tmp_path / "f.xml", numbered_items(1))
     (tmp_path / "page.xml").write_text("<html><body>not a feed</body></html>")
-    config = make_config(tmp_path, fake, [
+    config = make_config(tmp_path, [
         {"url": good, "name": "good", "channels": [1]},
         {"url": (tmp_path / "missing.xml").as_uri(), "name": "gone", "channels": [1]},
         {"url": (tmp_path / "page.xml").as_uri(), "name": "page", "channels": [1]},
         {"url": good + "?hook", "name": "hooked", "webhooks": ["HERALD_TEST_MISSING_HOOK"]},
-    ])
+    ], fake=fake)
     code, out = await doctor(config)
     assert code == 1
     assert line_about(out, "good (file:").startswith("[  ok]")
@@ -211,8 +201,7 @@ async def test_unreachable_feed_rejected_token_and_unset_webhook(tmp_path, fake,
 
 async def test_storage_problem_is_reported(tmp_path, fake):
     url = write_feed(tmp_path / "f.xml", numbered_items(1))
-    config = make_config(tmp_path, fake, [{"url": url, "channels": [1]}],
-                         storage={"url": f"sqlite:///{tmp_path / 'no-such-folder' / 'h.db'}"})
+    config = make_config(tmp_path, [{"url": url, "channels": [1]}], fake=fake, storage={"url": f"sqlite:///{tmp_path / 'no-such-folder' / 'h.db'}"})
     code, out = await doctor(config)
     assert code == 1
     storage = line_about(out, "", area="storage")
@@ -230,13 +219,13 @@ async def test_feeds_whose_server_cannot_be_known_are_named_with_the_fix(tmp_pat
     monkeypatch.setenv("HERALD_TEST_LIVE_HOOK", live_hook)
     monkeypatch.setenv("HERALD_TEST_DEAD_HOOK", dead_hook)
     urls = [write_feed(tmp_path / f"f{i}.xml", numbered_items(1)) for i in range(5)]
-    config = make_config(tmp_path, fake, [
+    config = make_config(tmp_path, [
         {"url": urls[0], "name": "by-channel", "channels": [news]},
         {"url": urls[1], "name": "by-webhook", "webhooks": ["HERALD_TEST_LIVE_HOOK"]},
         {"url": urls[2], "name": "homeless", "webhooks": ["HERALD_TEST_DEAD_HOOK"]},
         {"url": urls[3], "name": "pinned", "webhooks": ["HERALD_TEST_DEAD_HOOK"], "guild_id": guild},
         {"url": urls[4], "name": "invisible", "channels": [900_000_000_000_000_999]},
-    ])
+    ], fake=fake)
     code, out = await doctor(config)
     assert code == 1
     servers = [line for line in out.splitlines() if line[7:15].strip() == "server"]
@@ -254,11 +243,11 @@ async def test_create_thread_on_a_forum_or_thread_contradicts_the_channel(tmp_pa
     parent = fake.add_channel(guild, "parent")
     thread = fake.add_channel(guild, "a-thread", type=11, parent_id=parent)
     text = fake.add_channel(guild, "text")
-    config = make_config(tmp_path, fake, [
+    config = make_config(tmp_path, [
         {"url": write_feed(tmp_path / "a.xml", numbered_items(1)), "name": "plain", "channels": [forum, thread, text]},
         {"url": write_feed(tmp_path / "b.xml", numbered_items(1)), "name": "threads", "channels": [forum, thread, text],
          "create_thread": True},
-    ])
+    ], fake=fake)
     code, out = await doctor(config)
     assert code == 0, out  # it still works: Herald ignores create_thread there
     forum_line = [line for line in out.splitlines() if f"#forum ({forum})" in line and "create_thread" in line]

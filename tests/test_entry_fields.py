@@ -4,9 +4,11 @@ printing the exact request body (compared with what the real sink sends to the f
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
+import sqlite3
 from calendar import timegm
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from hypothesis import strategies as st
 
 from bot import limits
 from bot.config import StorageConfig
-from bot.deliver import ConsoleSink, DeliveryWorker, render_claimed
+from bot.deliver import ConsoleSink, DeliveryWorker, nonce_for, render_claimed
 from bot.fields import FALLBACK_TITLE_CHARS, clean_author, fallback_title, tolerant_date
 from bot.identity import entry_key
 from bot.models import (DEFAULT_SUMMARY_LENGTH, Delivery, MessageDefaults, StoredEntry, Subscription)
@@ -352,23 +354,18 @@ async def test_a_feed_added_from_discord_gets_the_defaults(tmp_path) -> None:
 
 # --- --json prints the exact request --------------------------------------------------------------------------------
 
-TOKEN = "fake.bot-token.for-tests-only-0123456789"
-
-
 @pytest.fixture
-async def fake():
-    from tests.fakediscord import FakeDiscord
-
-    async with FakeDiscord(token=TOKEN, message_rate=(50, 0.5)) as f:
-        yield f
+def fake_message_rate() -> tuple[int, float]:
+    return (50, 0.5)  # the shared `fake` (conftest.py) with room for this module's messages
 
 
 async def test_json_is_the_exact_body_the_sink_sends(tmp_path, fake, monkeypatch) -> None:
     from bot.app import Herald
-    from tests.discord_harness import make_config, running_bot
+    from tests.discord_harness import running_bot
+    from tests.support import TOKEN, TOKEN_ENV, make_config
     from tests.feedgen import numbered_items, write_feed
 
-    monkeypatch.setenv("HERALD_TEST_TOKEN", TOKEN)
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
     guild = fake.add_guild()
     text = fake.add_channel(guild, "text")
     news = fake.add_channel(guild, "news")
@@ -380,9 +377,9 @@ async def test_json_is_the_exact_body_the_sink_sends(tmp_path, fake, monkeypatch
         {"url": write_feed(tmp_path / "g.xml", numbered_items(1, prefix="Channel post")), "name": "chan",
          "channels": [news], "backfill": 1, "mention_roles": [777], "summary_length": 40},
     ]
-    # one feed at a time: both databases then number the entries alike, and the nonces (made from
-    # the entry ids) match
-    config = make_config(tmp_path, fake, feeds, defaults={"summary_length": 60}, polling={"concurrency": 1})
+    # one feed at a time; the nonce is made from the entry's id in its own database, and the two runs
+    # may poll the feeds in a different order, so each nonce is checked against its own database
+    config = make_config(tmp_path, feeds, fake=fake, defaults={"summary_length": 60}, polling={"concurrency": 1})
 
     out = io.StringIO()
     dry = dataclasses.replace(config, storage=StorageConfig(url=f"sqlite:///{tmp_path / 'dry.db'}"))
@@ -410,8 +407,17 @@ async def test_json_is_the_exact_body_the_sink_sends(tmp_path, fake, monkeypatch
         assert req.query.get("wait") == "true"
         assert len(line["payload"]["embeds"][0]["description"]) <= 60  # [defaults]
     assert token not in out.getvalue()
-    assert json.dumps(chan["payload"]) == json.dumps(chan_reqs[0].json)
+    def entry_id(db: str) -> int:
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            [(found,)] = conn.execute("SELECT id FROM entries WHERE title = 'Channel post 0'").fetchall()
+        return int(found)
+
+    printed, sent = chan["payload"], chan_reqs[0].json
+    assert printed["nonce"] == nonce_for(f"channel:{news}", "entry", (entry_id(str(tmp_path / "dry.db")),))
+    assert sent["nonce"] == nonce_for(f"channel:{news}", "entry", (entry_id(config.storage.url.split("///", 1)[1]),))
+    # apart from that nonce, the same JSON, key for key and in the same order
+    assert json.dumps(dict(printed, nonce="")) == json.dumps(dict(sent, nonce=""))
     assert chan["endpoint"] == f"POST /channels/{news}/messages"
-    assert chan["payload"]["nonce"] == chan_reqs[0].json["nonce"] and chan["payload"]["enforce_nonce"] is True
+    assert printed["enforce_nonce"] is True
     assert chan["payload"]["content"] == "<@&777>"
     assert len(chan["payload"]["embeds"][0].get("description", "")) <= 40  # the feed's own value

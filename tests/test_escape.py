@@ -309,3 +309,26 @@ def test_a_title_and_link_of_invisible_characters_fall_back_to_untitled() -> Non
     entry = stored("\u200b\u202e", link="\x1b\u2066")
     assert render_entry(entry, None)["embeds"][0]["title"] == "Untitled post"
     assert thread_name(entry) == "New post"
+
+
+@pytest.mark.parametrize("title", ["v3.9.0", "v1.4.0", "3.14", "Release 2.0.1", "1.2.3-rc.1"])
+def test_version_numbers_are_not_taken_for_addresses(title: str) -> None:
+    """A release titled "v3.9.0" links to its release page: it shows no address, so it gets no
+    "→ host" note (a host's last label starts with a letter)."""
+    assert not escape.looks_like_other_url(title, "https://github.com/gulpjs/gulp/releases/tag/v3.9.0")
+    assert escape.link_text(title, "https://github.com/x") == escape.plain(title, one_line=True)
+
+
+@pytest.mark.parametrize(
+    ("text", "url", "misleading"),
+    [
+        ("example.org", "https://evil.example/", True),
+        ("bücher.example", "https://evil.example/", True),
+        ("evil.example/login", "https://good.example/login", True),
+        ("example.org", "https://example.org/a/b", False),  # the host shown is the host opened
+        ("www.example.org", "https://example.org/", False),
+        ("example.org/blog", "https://www.example.org/blog/post", False),
+    ],
+)
+def test_a_bare_host_misleads_only_when_the_link_opens_another_host(text: str, url: str, misleading: bool) -> None:
+    assert escape.looks_like_other_url(text, url) is misleading

@@ -24,7 +24,8 @@ from bot.fetch import Fetcher
 from bot.models import DEFAULT_SUMMARY_LENGTH
 from bot.storage.base import FeedInfo
 from tests import hostile
-from tests.faultkit import RecordingSink, SimClock, herald_config, record, tally
+from tests.faultkit import herald_config, record, tally
+from tests.support import Clock, RecordingSink
 from tests.hostile import HostileServer, server  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:feedparser")
@@ -52,7 +53,7 @@ class Rig:
 
     server: HostileServer
     herald: Herald
-    clock: SimClock
+    clock: Clock
     sink: RecordingSink
     control: list[int] = field(default_factory=lambda: [0, 1, 2])
     alerts: list[tuple[str, int | None, str]] = field(default_factory=list)
@@ -61,7 +62,7 @@ class Rig:
     @classmethod
     async def start(cls, tmp_path, server: HostileServer, *, polling: dict[str, Any] | None = None,
                     victim_backfill: int = 1, guarded_victim: bool = False, victim_path: str = "/victim.xml") -> "Rig":
-        clock = SimClock()
+        clock = Clock()
         sink = RecordingSink()
         feeds = [{"url": server.url("/control.xml"), "name": "control", "channels": [1001], "backfill": 1}]
         if not guarded_victim:
@@ -403,7 +404,8 @@ async def test_ten_thousand_entries_in_one_poll(tmp_path, server):
     try:
         await _start_with(rig, [0, 1, 2])
         server.serve("/victim.xml", hostile.many_entries(10_000))
-        await rig.until_victim_polled()
+        info = await rig.until_victim_polled()
+        assert info.last_error is None, info.last_error  # a poll that failed (e.g. timed out) says why
         msgs = rig.sink.to(VICTIM)
         assert len(msgs) == 1 + 1 + 10  # the backfilled post, one digest, the ten newest
         digest = msgs[1]

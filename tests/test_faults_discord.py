@@ -9,27 +9,22 @@ from collections import Counter
 import pytest
 
 from bot.app import Herald
-from tests.discord_harness import make_config, running_bot
-from tests.faultkit import RecordingSink, SimClock, herald_config, record, tally
+from tests.discord_harness import running_bot
+from tests.faultkit import herald_config, record, tally
+from tests.support import TOKEN, Clock, RecordingSink, make_config
 from tests.fakediscord import FakeDiscord
 from tests.feedgen import numbered_items, write_feed
 from tests.hostile import server  # noqa: F401 - the fixture
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:feedparser")
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning:feedparser"),
+              pytest.mark.usefixtures("token_env")]  # the configs read $HERALD_TEST_TOKEN
 
-TOKEN = "fake.bot-token.for-fault-tests-0123456789"
 MESSAGES = "POST /channels/{channel_id}/messages"
 
 
-@pytest.fixture(autouse=True)
-def token_env(monkeypatch):
-    monkeypatch.setenv("HERALD_TEST_TOKEN", TOKEN)
-
-
 @pytest.fixture
-async def fake():
-    async with FakeDiscord(token=TOKEN, message_rate=(50, 1.0)) as f:
-        yield f
+def fake_message_rate() -> tuple[int, float]:
+    return (50, 1.0)  # the bot sends many messages here: not a rate-limit test
 
 
 def alerts_in(fake: FakeDiscord, channel: int) -> list[dict]:
@@ -46,10 +41,10 @@ async def test_pause_notice_goes_to_the_feeds_alerts_channel_then_the_global_one
     news, own_alerts, global_alerts = (fake.add_channel(guild, n) for n in ("news", "feed-alerts", "ops"))
     server.error("/gone-a.xml", 410)
     server.error("/gone-b.xml", 410)
-    config = make_config(tmp_path, fake, [
+    config = make_config(tmp_path, [
         {"url": server.url("/gone-a.xml"), "name": "alpha", "channels": [news], "alerts_channel": own_alerts},
         {"url": server.url("/gone-b.xml"), "name": "beta", "channels": [news]},
-    ], discord={"alerts_channel": global_alerts})
+    ], fake=fake, discord={"alerts_channel": global_alerts})
     async with running_bot(config, TOKEN):
         await fake.wait_until(lambda: alerts_in(fake, own_alerts) and alerts_in(fake, global_alerts), timeout=20,
                               what="both pause notices")
@@ -67,7 +62,7 @@ async def test_pause_notice_without_alerts_channels_goes_to_the_feeds_first_chan
     guild = fake.add_guild()
     first, second = fake.add_channel(guild, "first"), fake.add_channel(guild, "second")
     server.error("/gone.xml", 410)
-    config = make_config(tmp_path, fake, [{"url": server.url("/gone.xml"), "name": "gamma", "channels": [first, second]}])
+    config = make_config(tmp_path, [{"url": server.url("/gone.xml"), "name": "gamma", "channels": [first, second]}], fake=fake)
     async with running_bot(config, TOKEN):
         await fake.wait_for_messages(first, 1, timeout=20)
     [notice] = alerts_in(fake, first)
@@ -80,8 +75,8 @@ async def test_deleted_and_forbidden_channels_pause_with_one_notice_each_and_are
     good, muted, gone = (fake.add_channel(guild, n) for n in ("good", "muted", "gone"))
     path = tmp_path / "f.xml"
     url = write_feed(path, numbered_items(2))
-    config = make_config(tmp_path, fake, [{"url": url, "name": "delta", "channels": [good, muted, gone],
-                                           "backfill": 2}])
+    config = make_config(tmp_path, [{"url": url, "name": "delta", "channels": [good, muted, gone],
+                                           "backfill": 2}], fake=fake)
     async with running_bot(config, TOKEN) as bot:
         for ch in (good, muted, gone):
             await fake.wait_for_messages(ch, 2, timeout=20)
@@ -120,7 +115,7 @@ async def test_channel_deleted_while_herald_was_down_gets_one_notice_at_startup(
     guild = fake.add_guild()
     good, doomed = fake.add_channel(guild, "good"), fake.add_channel(guild, "doomed")
     url = write_feed(tmp_path / "f.xml", numbered_items(1))
-    config = make_config(tmp_path, fake, [{"url": url, "name": "eps", "channels": [doomed, good], "backfill": 1}])
+    config = make_config(tmp_path, [{"url": url, "name": "eps", "channels": [doomed, good], "backfill": 1}], fake=fake)
     async with running_bot(config, TOKEN):
         await fake.wait_for_messages(good, 1, timeout=20)
         await fake.wait_for_messages(doomed, 1, timeout=20)
@@ -142,8 +137,8 @@ async def test_ten_minute_discord_outage_with_gateway_drops_then_everything_once
     guild = fake.add_guild()
     channel = fake.add_channel(guild, "news")
     url = write_feed(tmp_path / "f.xml", numbered_items(12))
-    config = make_config(tmp_path, fake, [{"url": url, "channels": [channel], "backfill": 12, "max_per_poll": 20}])
-    clock = SimClock()
+    config = make_config(tmp_path, [{"url": url, "channels": [channel], "backfill": 12, "max_per_poll": 20}], fake=fake)
+    clock = Clock()
     fake.fail_next(10**6, status=503, route=MESSAGES)
     async with running_bot(config, TOKEN, clock=clock) as bot:
         await fake.wait_for_request(MESSAGES, 1, timeout=20, status=503)
@@ -178,7 +173,7 @@ async def test_an_unexpected_error_in_the_sink_is_logged_and_retried_not_swallow
     """A sink bug (here a KeyError, as a 200 answer without an id would give) used to end the
     target's task silently: no log, the delivery left leased, the channel stalled."""
     caplog.set_level(logging.ERROR, logger="herald.deliver")
-    clock, sink = SimClock(), RecordingSink()
+    clock, sink = Clock(), RecordingSink()
     failures = [KeyError("id")]
 
     def fail(claimed):

@@ -16,7 +16,8 @@ import pytest
 from bot.app import Herald
 from bot.errors import StorageError
 from tests import hostile
-from tests.faultkit import LogWaiter, RecordingSink, SimClock, herald_config, record, tally
+from tests.faultkit import LogWaiter, herald_config, record, tally
+from tests.support import Clock, RecordingSink
 from tests.hostile import server  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:feedparser")
@@ -67,7 +68,7 @@ async def cycle(herald: Herald) -> None:
 
 
 async def test_database_locked_briefly_herald_waits_and_carries_on(tmp_path, server):
-    clock, sink = SimClock(), RecordingSink()
+    clock, sink = Clock(), RecordingSink()
     server.serve("/f.xml", hostile.feed([0, 1, 2]))
     herald = await open_herald(tmp_path, server, clock, sink)
     try:
@@ -94,7 +95,7 @@ async def test_database_locked_briefly_herald_waits_and_carries_on(tmp_path, ser
 
 
 async def test_database_locked_longer_than_the_busy_timeout_is_logged_and_retried(tmp_path, server):
-    clock, sink = SimClock(), RecordingSink()
+    clock, sink = Clock(), RecordingSink()
     server.serve("/f.xml", hostile.feed([0, 1, 2]))
     herald = await open_herald(tmp_path, server, clock, sink)
     stop = asyncio.Event()
@@ -126,7 +127,7 @@ async def test_database_locked_longer_than_the_busy_timeout_is_logged_and_retrie
 
 async def test_disk_full_stores_nothing_marks_nothing_and_resumes_when_space_returns(tmp_path, server, caplog):
     caplog.set_level(logging.ERROR, logger="herald")
-    clock, sink = SimClock(), RecordingSink()
+    clock, sink = Clock(), RecordingSink()
     server.serve("/f.xml", hostile.feed([0, 1, 2]))
     herald = await open_herald(tmp_path, server, clock, sink)
     storage = herald.storage
@@ -178,7 +179,7 @@ async def test_disk_full_stores_nothing_marks_nothing_and_resumes_when_space_ret
 
 @pytest.mark.parametrize("backfill", [0, 2])
 async def test_database_deleted_at_start_applies_backfill_not_history(tmp_path, server, backfill):
-    clock, sink = SimClock(), RecordingSink()
+    clock, sink = Clock(), RecordingSink()
     server.serve("/f.xml", hostile.feed(range(50)))
     herald = await open_herald(tmp_path, server, clock, sink, backfill=backfill)
     try:

@@ -19,25 +19,15 @@ from bot.app import Herald
 from bot.config import config_from_dict
 from bot.deliver import ConsoleSink
 from tests.conftest import unclosed_resources
-from tests.discord_harness import SEED, fake_discord_toml, make_config, running_bot
+from tests.discord_harness import SEED, fake_discord_toml, running_bot
+from tests.support import START, TOKEN, Clock, make_config
 from tests.fakediscord import FakeDiscord
 
-TOKEN = "fake.bot-token.for-tests-only-0123456789"
+pytestmark = pytest.mark.usefixtures("token_env")  # the configs read $HERALD_TEST_TOKEN
 ROOT = Path(__file__).resolve().parents[1]
 HOOK_ENV = "HERALD_TEST_HOOK"
 MANAGER = ["view_channel", "send_messages", "manage_guild"]
 EVENT_TIMEOUT = 10.0
-
-
-@pytest.fixture
-async def fake():
-    async with FakeDiscord(token=TOKEN, message_rate=(5, 0.5)) as f:
-        yield f
-
-
-@pytest.fixture(autouse=True)
-def token_env(monkeypatch):
-    monkeypatch.setenv("HERALD_TEST_TOKEN", TOKEN)
 
 
 async def command(fake: FakeDiscord, guild: int, channel: int, name: str, options: dict | None = None, *,
@@ -67,8 +57,8 @@ async def test_webhook_only_config_feed_is_listed_searchable_and_resumable_in_it
     guild = fake.add_guild()
     channel = fake.add_channel(guild, "news")
     monkeypatch.setenv(HOOK_ENV, fake.add_webhook(channel))
-    config = make_config(tmp_path, fake, [{"url": SEED.as_uri(), "name": "locked", "webhooks": [HOOK_ENV],
-                                           "backfill": 1}])  # no guild_id: Herald asks Discord
+    config = make_config(tmp_path, [{"url": SEED.as_uri(), "name": "locked", "webhooks": [HOOK_ENV],
+                                           "backfill": 1}], fake=fake)  # no guild_id: Herald asks Discord
     async with running_bot(config, TOKEN) as bot:
         [sub] = await bot.storage.subscriptions()
         assert sub.guild_id == guild  # from GET /webhooks/{id}/{token}
@@ -97,7 +87,7 @@ async def test_notice_for_a_broken_channel_goes_to_the_guilds_system_channel(tmp
     locked = fake.add_channel(guild, "locked", perms=["view_channel", "embed_links"])  # no Send Messages
     fake.set_system_channel(guild, general)
     missing = (tmp_path / "gone.xml").as_uri()  # never fetched successfully
-    config = make_config(tmp_path, fake, [{"url": missing, "name": "locked", "channels": [locked]}])
+    config = make_config(tmp_path, [{"url": missing, "name": "locked", "channels": [locked]}], fake=fake)
     async with running_bot(config, TOKEN) as bot:
         [notice] = await fake.wait_for_messages(general, 1, timeout=EVENT_TIMEOUT)
         assert "Stopped announcing **locked**" in notice["content"] and f"<#{locked}>" in notice["content"]
@@ -121,10 +111,10 @@ async def test_notice_skips_a_channel_that_refuses_it_and_always_reaches_the_log
     quiet = fake.add_channel(guild, "quiet", perms=["view_channel", "embed_links"])
     alerts = fake.add_channel(guild, "alerts")
     other = fake.add_channel(guild, "other")
-    config = make_config(tmp_path, fake, [
+    config = make_config(tmp_path, [
         {"url": SEED.as_uri(), "name": "vsoch", "channels": [broken, other], "alerts_channel": alerts},
         {"url": (tmp_path / "x.xml").as_uri(), "name": "alone", "channels": [quiet]},
-    ])
+    ], fake=fake)
     fake.fail_next(1, status=403, route=f"POST /channels/{alerts}/messages")  # the alerts channel refuses it
     async with running_bot(config, TOKEN):
         [notice] = await fake.wait_for_messages(other, 1, timeout=EVENT_TIMEOUT)  # the feed's other channel
@@ -144,7 +134,7 @@ async def test_a_channel_that_becomes_visible_gives_its_feed_a_server(tmp_path, 
     guild = fake.add_guild()
     general = fake.add_channel(guild, "general")
     late_id = 900_000_000_000_000_777
-    config = make_config(tmp_path, fake, [{"url": SEED.as_uri(), "name": "late", "channels": [late_id]}])
+    config = make_config(tmp_path, [{"url": SEED.as_uri(), "name": "late", "channels": [late_id]}], fake=fake)
     async with running_bot(config, TOKEN) as bot:
         [sub] = await bot.storage.subscriptions()
         assert sub.guild_id is None
@@ -191,20 +181,17 @@ async def test_pause_notice_of_a_feed_that_never_worked_says_so(tmp_path):
 
 async def test_a_shorter_interval_takes_effect_at_the_next_start(tmp_path):
     def config(interval: str, default: str = "1h"):
-        return config_from_dict({
-            "storage": {"url": f"sqlite:///{tmp_path / 'h.db'}"},
-            "polling": {"interval": default},
-            "feeds": [{"url": SEED.as_uri(), "name": "vsoch", "channels": [1], "interval": interval}],
-        }, tmp_path / "herald.toml")
+        return make_config(tmp_path, [{"url": SEED.as_uri(), "name": "vsoch", "channels": [1], "interval": interval}],
+                           polling={"interval": default})
 
-    start = 1_800_000_000.0
-    now = [start]
-    async with Herald(config("1h"), ConsoleSink(io.StringIO()), clock=lambda: now[0], parse_inline=True) as herald:
+    start = START
+    clock = Clock(start)
+    async with Herald(config("1h"), ConsoleSink(io.StringIO()), clock=clock, parse_inline=True) as herald:
         await herald.run_once()
         [info] = await herald.storage.list_feeds()
         assert info.next_fetch > start + 3000  # about an hour away
-    now[0] = start + 60
-    async with Herald(config("5m"), ConsoleSink(io.StringIO()), clock=lambda: now[0], parse_inline=True) as herald:
+    clock.advance(60)
+    async with Herald(config("5m"), ConsoleSink(io.StringIO()), clock=clock, parse_inline=True) as herald:
         [info] = await herald.storage.list_feeds()
         assert info.next_fetch == info.last_fetch + 300  # not the hour the old interval gave it
         assert await herald.storage.claim_due_feeds(start + 301, 10, 60)

@@ -54,9 +54,16 @@ def test_no_link_normalises_to_none(empty) -> None:
     assert normalise_link(empty) is None
 
 
-def test_unparseable_links_do_not_raise() -> None:
-    for odd in ("http://[::1", "https://example.com:99999/a", "http://exa mple.com/", "\x00", "://"):
-        normalise_link(odd)  # no exception; the value is whatever identifies it best
+@pytest.mark.parametrize(("odd", "identity"), [
+    ("http://[::1", "http://[::1"),  # urlsplit refuses it: the link as written (stripped) identifies it
+    (" http://[::1 ", "http://[::1"),
+    ("https://example.com:99999/a", "https://example.com:99999/a"),  # a port out of range: as written
+    ("http://exa mple.com/", "exa mple.com"),  # parsed: scheme and trailing slash dropped like any link
+    ("\x00", "\x00"),
+    ("://", ":"),
+])
+def test_unparseable_links_do_not_raise(odd: str, identity: str) -> None:
+    assert normalise_link(odd) == identity  # no exception, and a value that identifies the link
 
 
 # --- normalise_link, properties ------------------------------------------------------------------------

@@ -14,15 +14,15 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bot.app import Herald
-from bot.config import config_from_dict
 from bot.errors import PermanentDeliveryError, TransientDeliveryError
 from bot.metrics import Metrics
 from bot.ops import OpsServer, scheduler_bound
-from tests.discord_harness import make_config, running_bot
+from tests.discord_harness import running_bot
+from tests.support import TOKEN, Clock, RecordingSink, make_config
 from tests.fakediscord import FakeDiscord
 from tests.feedgen import numbered_items, write_feed
 
-TOKEN = "fake.bot-token.for-tests-only-0123456789"
+pytestmark = pytest.mark.usefixtures("token_env")  # the configs read $HERALD_TEST_TOKEN
 ROOT = Path(__file__).parent.parent
 
 
@@ -67,38 +67,21 @@ async def wait_for_endpoint(url: str, predicate: Callable[[int, str], bool], *, 
         await asyncio.sleep(0.05)
 
 
-class Clock:
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
+def scripted(script: dict[int, Exception]) -> RecordingSink:
+    """A RecordingSink whose nth send raises ``script[n]`` (counted from 1)."""
+    sink = RecordingSink()
 
-    def __call__(self) -> float:
-        return self.now
-
-
-class ScriptedSink:
-    """Delivers, or raises what ``script`` says for the nth call; records what it sent."""
-
-    def __init__(self, script: dict[int, Exception] | None = None) -> None:
-        self.script = script or {}
-        self.calls = 0
-        self.sent: list[str] = []
-
-    async def send(self, claimed: Any, payload: dict[str, Any], nonce: str) -> str | None:
-        self.calls += 1
-        exc = self.script.get(self.calls)
+    def fail(claimed: Any) -> None:
+        exc = script.get(sink.attempts)
         if exc is not None:
             raise exc
-        self.sent.append(payload["embeds"][0]["title"])
-        return str(self.calls)
+
+    sink.fail = fail
+    return sink
 
 
 def _config(tmp_path: Path, feeds: list[dict[str, Any]], **polling: Any):
-    return config_from_dict({
-        "storage": {"url": f"sqlite:///{tmp_path / 'h.db'}"},
-        "polling": {"interval": "10m", "timeout": "5s", **polling},
-        "http": {"listen": "127.0.0.1:0"},
-        "feeds": feeds,
-    }, tmp_path / "herald.toml")
+    return make_config(tmp_path, feeds, polling=polling, http={"listen": "127.0.0.1:0"})
 
 
 # --- in-process: a Herald with a scripted sink ----------------------------------------------------
@@ -108,7 +91,7 @@ async def test_metrics_follow_polls_storage_and_deliveries(tmp_path):
     path = tmp_path / "f.xml"
     url = write_feed(path, numbered_items(3))
     config = _config(tmp_path, [{"url": url, "name": "f", "channels": [1], "backfill": 3}])
-    sink = ScriptedSink({2: TransientDeliveryError("flaky", retry_after=0.0)})
+    sink = scripted({2: TransientDeliveryError("flaky", retry_after=0.0)})
     async with Herald(config, sink, parse_inline=True, metrics=Metrics()) as herald:
         async with OpsServer(herald, config.http.listen) as ops:
             assert ops.port > 0 and ops.url.endswith(f":{ops.port}")
@@ -145,7 +128,7 @@ async def test_metrics_follow_polls_storage_and_deliveries(tmp_path):
             assert value(after, "herald_delivery_queue_depth") == 0
             assert value(after, "herald_delivery_oldest_pending_seconds") == 0
             assert value(after, "herald_delivery_seconds_count") == 3
-            assert sink.sent == ["Post 0", "Post 1", "Post 2"]
+            assert sink.titles == ["Post 0", "Post 1", "Post 2"]
 
 
 async def test_failed_announcements_and_paused_feeds_are_counted(tmp_path):
@@ -155,7 +138,7 @@ async def test_failed_announcements_and_paused_feeds_are_counted(tmp_path):
         {"url": good, "name": "good", "channels": [1], "backfill": 2},
         {"url": (tmp_path / "missing.xml").as_uri(), "name": "broken", "channels": [1]},
     ], pause_after="1h")
-    sink = ScriptedSink({1: PermanentDeliveryError("Discord said no", status=400)})
+    sink = scripted({1: PermanentDeliveryError("Discord said no", status=400)})
     async with Herald(config, sink, parse_inline=True, clock=clock, metrics=Metrics()) as herald:
         async with OpsServer(herald, config.http.listen) as ops:
             await herald.poller.poll_due(everything=True)
@@ -183,7 +166,7 @@ async def test_healthz_reports_storage_and_scheduler(tmp_path):
     config = _config(tmp_path, [{"url": url, "channels": [1]}], timeout="10s")
     bound = scheduler_bound(config)
     assert bound == 30 + 2 * (3 * 10 + 60 + 3 * 15)  # 15 s: the default [polling] parse_timeout
-    herald = Herald(config, ScriptedSink(), parse_inline=True, clock=clock, metrics=Metrics())
+    herald = Herald(config, RecordingSink(), parse_inline=True, clock=clock, metrics=Metrics())
     await herald.open()
     try:
         async with OpsServer(herald, config.http.listen) as ops:
@@ -245,7 +228,7 @@ def test_every_metric_name_the_pipeline_uses_is_defined():
 async def test_port_in_use_is_a_clear_error(tmp_path):
     url = write_feed(tmp_path / "f.xml", numbered_items(1))
     config = _config(tmp_path, [{"url": url, "channels": [1]}])
-    async with Herald(config, ScriptedSink(), parse_inline=True, metrics=Metrics()) as herald:
+    async with Herald(config, RecordingSink(), parse_inline=True, metrics=Metrics()) as herald:
         async with OpsServer(herald, "127.0.0.1:0") as first:
             with pytest.raises(Exception, match="cannot listen there"):
                 await OpsServer(herald, f"127.0.0.1:{first.port}").start()
@@ -255,14 +238,8 @@ async def test_port_in_use_is_a_clear_error(tmp_path):
 
 
 @pytest.fixture
-async def fake():
-    async with FakeDiscord(token=TOKEN, message_rate=(50, 1.0)) as f:
-        yield f
-
-
-@pytest.fixture(autouse=True)
-def token_env(monkeypatch):
-    monkeypatch.setenv("HERALD_TEST_TOKEN", TOKEN)
+def fake_message_rate() -> tuple[int, float]:
+    return (50, 1.0)  # the bot sends many messages here: not a rate-limit test
 
 
 async def test_bot_metrics_before_and_after_announcements(tmp_path, fake):
@@ -270,7 +247,7 @@ async def test_bot_metrics_before_and_after_announcements(tmp_path, fake):
     channel = fake.add_channel(guild, "news")
     path = tmp_path / "f.xml"
     url = write_feed(path, numbered_items(2))
-    config = make_config(tmp_path, fake, [{"url": url, "name": "f", "channels": [channel], "backfill": 2}],
+    config = make_config(tmp_path, [{"url": url, "name": "f", "channels": [channel], "backfill": 2}], fake=fake,
                          http={"listen": "127.0.0.1:0"})
     async with running_bot(config, TOKEN) as bot:
         ops = bot.ops
@@ -311,7 +288,7 @@ async def test_bot_healthz_follows_gateway_and_storage(tmp_path, fake):
     guild = fake.add_guild()
     channel = fake.add_channel(guild, "news")
     url = write_feed(tmp_path / "f.xml", numbered_items(1))
-    config = make_config(tmp_path, fake, [{"url": url, "channels": [channel], "backfill": 1}],
+    config = make_config(tmp_path, [{"url": url, "channels": [channel], "backfill": 1}], fake=fake,
                          http={"listen": "127.0.0.1:0"})
     async with running_bot(config, TOKEN) as bot:
         health = bot.ops.url + "/healthz"

@@ -25,7 +25,6 @@ from pathlib import Path
 import pytest
 
 from bot.app import Herald
-from bot.config import config_from_dict
 from bot.errors import ParseError, StorageError
 from bot.metrics import Metrics
 from bot.ops import HEADER_TIMEOUT, OpsServer
@@ -33,7 +32,8 @@ from bot.parse import parse_feed
 from bot.pipeline import ParsePool
 from tests import hostile
 from tests.discord_harness import fake_discord_toml
-from tests.faultkit import LogWaiter, RecordingSink, herald_config, record
+from tests.faultkit import LogWaiter, herald_config, record
+from tests.support import RecordingSink, make_config
 from tests.fakediscord import FakeDiscord
 from tests.hostile import HostileServer, server  # noqa: F401 - the fixture
 
@@ -163,6 +163,20 @@ class SlowForOneFeed:
         return await self._call(url, fn, *args)
 
 
+STORED_WITHIN = 10.0  # seconds from a poll's log line to its outcome in storage, at most
+
+
+async def stored_failure(herald: Herald, url: str):
+    """The feed's stored state once its failed poll was written (the write follows the log line)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + STORED_WITHIN
+    while True:
+        info = next(f for f in await herald.storage.list_feeds() if f.url == url)
+        if info.error_count or loop.time() > deadline:
+            return info
+        await asyncio.sleep(0.05)  # storage has no change notification: asked again, bounded by the deadline
+
+
 async def test_a_slow_feed_does_not_delay_a_good_one_and_fails_took_too_long(tmp_path, server):
     server.serve("/good.xml", hostile.feed([1]))
     server.serve("/slow.xml", hostile.feed([1]))
@@ -193,7 +207,8 @@ async def test_a_slow_feed_does_not_delay_a_good_one_and_fails_took_too_long(tmp
 
             message = await logs.wait_for("took too long to parse", timeout=30)
         assert message.startswith(f"feed {slow} failed (1 in a row): took too long to parse (over 8s)")
-        slow_info = next(f for f in await herald.storage.list_feeds() if f.url == slow)
+        # the failure is logged before its outcome is written: wait (bounded) for the write
+        slow_info = await stored_failure(herald, slow)
         assert slow_info.error_count == 1 and "took too long to parse" in (slow_info.last_error or "")
         assert slow_info.next_fetch - slow_info.last_fetch >= 27  # backs off (≥ 30 s − jitter), not 1 s
         assert sink.announced("channel:1002") == {}
@@ -406,9 +421,8 @@ async def test_deeply_nested_json_is_not_a_feed(where):
 
 @pytest.fixture
 async def ops(tmp_path):
-    config = config_from_dict({"storage": {"url": f"sqlite:///{tmp_path / 'h.db'}"}, "http": {"listen": "127.0.0.1:0"},
-                               "feeds": [{"url": (tmp_path / "f.xml").as_uri(), "channels": [1]}]},
-                              tmp_path / "herald.toml")
+    config = make_config(tmp_path, [{"url": (tmp_path / "f.xml").as_uri(), "channels": [1]}],
+                         http={"listen": "127.0.0.1:0"})
     async with Herald(config, RecordingSink(), parse_inline=True, metrics=Metrics()) as herald:
         async with OpsServer(herald, config.http.listen) as server:
             yield server

@@ -4,74 +4,25 @@ fetch → parse → decide → store → render → deliver, through :class:`bot
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot.app import Herald
-from bot.config import Config, config_from_dict
+from bot.config import Config
 from bot.deliver import nonce_for
 from bot.errors import TransientDeliveryError
-from bot.storage.base import ClaimedDelivery
 from tests.feedserver import FeedServer, numbered_items, rss
+from tests.support import START, Clock, RecordingSink, make_config
 
 CHANNEL = 111111111111111111
 OTHER_CHANNEL = 222222222222222222
-START = 1_800_000_000.0  # the injected "now", after every item's date
 
 
-class Clock:
-    def __init__(self, t: float = START) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-@dataclass
-class Sent:
-    target: str
-    kind: str
-    titles: list[str]
-    payload: dict[str, Any]
-    nonce: str
-
-
-class RecordingSink:
-    """Records what would be sent. ``fail`` makes every send raise it; ``wanted`` + ``done``
-    let a test wait for a number of messages without sleeping."""
-
-    def __init__(self, fail: Exception | None = None, wanted: int = 0) -> None:
-        self.sent: list[Sent] = []
-        self.fail = fail
-        self.attempts = 0
-        self.wanted = wanted
-        self.done = asyncio.Event()
-
-    async def send(self, claimed: ClaimedDelivery, payload: dict[str, Any], nonce: str) -> str | None:
-        self.attempts += 1
-        if self.fail is not None:
-            raise self.fail
-        self.sent.append(Sent(claimed.subscription.target, claimed.delivery.kind, [e.title for e in claimed.entries],
-                              payload, nonce))
-        if self.wanted and len(self.sent) >= self.wanted:
-            self.done.set()
-        return f"message-{len(self.sent)}"
-
-    @property
-    def titles(self) -> list[str]:
-        return [t for s in self.sent for t in s.titles]
-
-
-def make_config(tmp_path: Path, feeds: list[dict[str, Any]], **polling: Any) -> Config:
-    data = {
-        "storage": {"url": "sqlite:///herald.db"},  # relative: next to the config, in tmp_path
-        "polling": {"timeout": "10s", **polling},
-        "feeds": [{"channels": [CHANNEL], **f} for f in feeds],
-    }
-    return config_from_dict(data, tmp_path / "herald.toml")
+def pipeline_config(tmp_path: Path, feeds: list[dict[str, Any]], **polling: Any) -> Config:
+    """:func:`tests.support.make_config` with every feed announcing into CHANNEL unless it says otherwise."""
+    return make_config(tmp_path, feeds, channels=[CHANNEL], polling=polling)
 
 
 class ParseSpy:
@@ -114,7 +65,7 @@ async def feed_info(herald: Herald, url: str):
 async def test_conditional_get_with_etag_is_answered_304_and_not_parsed(tmp_path, feed_server: FeedServer) -> None:
     route = feed_server.set("/feed.xml", rss(numbered_items(range(1, 4))), etag="auto")
     sink = RecordingSink()
-    herald = await open_herald(make_config(tmp_path, [{"url": feed_server.url("/feed.xml")}]), sink)
+    herald = await open_herald(pipeline_config(tmp_path, [{"url": feed_server.url("/feed.xml")}]), sink)
     spy = ParseSpy(herald)
     try:
         stats, sent = await once(herald)
@@ -126,12 +77,12 @@ async def test_conditional_get_with_etag_is_answered_304_and_not_parsed(tmp_path
     assert feed_server.status_counts("/feed.xml") == {200: 1, 304: 1}
     assert feed_server.last_request_headers("/feed.xml").get("If-None-Match") == route.etag
     assert len(spy.calls) == 1
-    assert sink.sent == []  # backfill 0
+    assert sink.messages == []  # backfill 0
 
 
 async def test_conditional_get_with_last_modified(tmp_path, feed_server: FeedServer) -> None:
     route = feed_server.set("/feed.xml", rss(numbered_items([1])), etag=None, last_modified="auto")
-    herald = await open_herald(make_config(tmp_path, [{"url": feed_server.url("/feed.xml")}]), RecordingSink())
+    herald = await open_herald(pipeline_config(tmp_path, [{"url": feed_server.url("/feed.xml")}]), RecordingSink())
     try:
         await once(herald)
         stats, _ = await once(herald)
@@ -144,7 +95,7 @@ async def test_conditional_get_with_last_modified(tmp_path, feed_server: FeedSer
 
 async def test_identical_body_without_conditional_get_is_not_parsed_again(tmp_path, feed_server: FeedServer) -> None:
     feed_server.set("/feed.xml", rss(numbered_items(range(1, 4))), etag="auto", honour_conditional=False)
-    herald = await open_herald(make_config(tmp_path, [{"url": feed_server.url("/feed.xml")}]), RecordingSink())
+    herald = await open_herald(pipeline_config(tmp_path, [{"url": feed_server.url("/feed.xml")}]), RecordingSink())
     spy = ParseSpy(herald)
     try:
         await once(herald)
@@ -164,15 +115,15 @@ async def test_identical_body_without_conditional_get_is_not_parsed_again(tmp_pa
 async def test_a_new_item_is_announced_exactly_once(tmp_path, feed_server: FeedServer) -> None:
     feed_server.set("/feed.xml", rss(numbered_items(range(1, 4))))
     sink = RecordingSink()
-    herald = await open_herald(make_config(tmp_path, [{"url": feed_server.url("/feed.xml")}]), sink)
+    herald = await open_herald(pipeline_config(tmp_path, [{"url": feed_server.url("/feed.xml")}]), sink)
     try:
         await once(herald)
-        assert sink.sent == []
+        assert sink.messages == []
         feed_server.set("/feed.xml", rss(numbered_items(range(1, 5))))
         stats, sent = await once(herald)
         assert sent == 1 and stats.stored == 1
         assert sink.titles == ["Post 4"]
-        [message] = sink.sent
+        [message] = sink.messages
         assert message.target == f"channel:{CHANNEL}" and message.kind == "entry"
         embed = message.payload["embeds"][0]
         assert embed["title"] == "Post 4" and embed["url"] == "https://blog.example/posts/4/"
@@ -191,7 +142,7 @@ async def test_a_new_item_is_announced_exactly_once(tmp_path, feed_server: FeedS
 async def test_backfill_0_and_3(tmp_path, feed_server: FeedServer) -> None:
     feed_server.set("/zero.xml", rss(numbered_items(range(1, 6)), title="Zero"))
     feed_server.set("/three.xml", rss(numbered_items(range(1, 6)), title="Three"))
-    config = make_config(tmp_path, [
+    config = pipeline_config(tmp_path, [
         {"url": feed_server.url("/zero.xml"), "backfill": 0},
         {"url": feed_server.url("/three.xml"), "backfill": 3, "channels": [OTHER_CHANNEL]},
     ])
@@ -203,16 +154,17 @@ async def test_backfill_0_and_3(tmp_path, feed_server: FeedServer) -> None:
     finally:
         await herald.close()
     assert stats.stored == 10 and sent == 3
-    assert [s.target for s in sink.sent] == [f"channel:{OTHER_CHANNEL}"] * 3
+    assert [s.target for s in sink.messages] == [f"channel:{OTHER_CHANNEL}"] * 3
     assert sink.titles == ["Post 3", "Post 4", "Post 5"]  # the newest three, oldest first
-    assert all(s.payload["embeds"][0]["footer"]["text"] == "Three" for s in sink.sent)
+    assert all(s.payload["embeds"][0]["footer"]["text"] == "Three" for s in sink.messages)
     assert zero.entries == 5 and zero.pending == 0
 
 
 async def test_more_than_max_per_poll_goes_to_one_digest(tmp_path, feed_server: FeedServer) -> None:
     feed_server.set("/feed.xml", rss(numbered_items([1])))
     sink = RecordingSink()
-    herald = await open_herald(make_config(tmp_path, [{"url": feed_server.url("/feed.xml"), "max_per_poll": 10}]), sink)
+    config = pipeline_config(tmp_path, [{"url": feed_server.url("/feed.xml"), "max_per_poll": 10}])
+    herald = await open_herald(config, sink)
     try:
         await once(herald)
         feed_server.set("/feed.xml", rss(numbered_items(range(1, 17))))
@@ -220,8 +172,8 @@ async def test_more_than_max_per_poll_goes_to_one_digest(tmp_path, feed_server: 
     finally:
         await herald.close()
     assert sent == 11
-    digest, *singles = sink.sent
-    assert digest.kind == "digest" and digest.titles == [f"Post {n}" for n in range(2, 7)]
+    digest, *singles = sink.messages
+    assert digest.kind == "digest" and list(digest.titles) == [f"Post {n}" for n in range(2, 7)]
     assert "and 5 more" in digest.payload["embeds"][0]["title"]
     assert [s.titles[0] for s in singles] == [f"Post {n}" for n in range(7, 17)]
 
@@ -231,7 +183,7 @@ async def test_guidless_entries_do_not_flood(tmp_path, feed_server: FeedServer) 
     no_link = [{"title": f"Note {n}", "description": f"<p>note {n}</p>", "date": START - 1000 * n} for n in (1, 2)]
     feed_server.set("/links.xml", rss(link_only, title="Links"))
     feed_server.set("/notes.xml", rss(no_link, title="Notes"))
-    config = make_config(tmp_path, [{"url": feed_server.url("/links.xml")}, {"url": feed_server.url("/notes.xml")}])
+    config = pipeline_config(tmp_path, [{"url": feed_server.url("/links.xml")}, {"url": feed_server.url("/notes.xml")}])
     sink = RecordingSink()
     herald = await open_herald(config, sink)
     try:
@@ -258,7 +210,7 @@ async def test_podcast_episodes_sharing_one_link_are_each_announced(tmp_path, fe
 
     feed_server.set("/feed.xml", rss(episodes(range(1, 4))))
     sink = RecordingSink()
-    herald = await open_herald(make_config(tmp_path, [{"url": feed_server.url("/feed.xml"), "backfill": 1}]), sink)
+    herald = await open_herald(pipeline_config(tmp_path, [{"url": feed_server.url("/feed.xml"), "backfill": 1}]), sink)
     try:
         stats, _ = await once(herald)
         assert stats.stored == 3 and sink.titles == ["Episode 3"]
@@ -273,7 +225,7 @@ async def test_every_guid_changing_at_once_announces_nothing(tmp_path, feed_serv
     old = numbered_items(range(1, 6), base="http://blog.example/posts/")
     feed_server.set("/feed.xml", rss(old))
     sink = RecordingSink()
-    herald = await open_herald(make_config(tmp_path, [{"url": feed_server.url("/feed.xml"), "backfill": 1}]), sink)
+    herald = await open_herald(pipeline_config(tmp_path, [{"url": feed_server.url("/feed.xml"), "backfill": 1}]), sink)
     try:
         await once(herald)
         assert sink.titles == ["Post 5"]
@@ -302,17 +254,17 @@ async def test_every_guid_changing_at_once_announces_nothing(tmp_path, feed_serv
 async def test_an_entry_dropping_out_and_coming_back_is_not_announced_again(tmp_path, feed_server) -> None:
     feed_server.set("/feed.xml", rss(numbered_items(range(1, 6))))
     sink = RecordingSink()
-    herald = await open_herald(make_config(tmp_path, [{"url": feed_server.url("/feed.xml"), "backfill": 5}]), sink)
+    herald = await open_herald(pipeline_config(tmp_path, [{"url": feed_server.url("/feed.xml"), "backfill": 5}]), sink)
     try:
         await once(herald)
-        assert len(sink.sent) == 5
+        assert len(sink.messages) == 5
         feed_server.set("/feed.xml", rss(numbered_items(range(2, 6))))
         await once(herald)
         feed_server.set("/feed.xml", rss(numbered_items(range(1, 6))))
         stats, sent = await once(herald)
     finally:
         await herald.close()
-    assert stats.parsed == 1 and sent == 0 and len(sink.sent) == 5
+    assert stats.parsed == 1 and sent == 0 and len(sink.messages) == 5
 
 
 # --- restarts: nothing repeated, nothing lost ----------------------------------------------------------
@@ -320,7 +272,7 @@ async def test_an_entry_dropping_out_and_coming_back_is_not_announced_again(tmp_
 
 async def test_restart_repeats_nothing(tmp_path, feed_server: FeedServer) -> None:
     feed_server.set("/feed.xml", rss(numbered_items(range(1, 4))), honour_conditional=False)
-    config = make_config(tmp_path, [{"url": feed_server.url("/feed.xml"), "backfill": 2}])
+    config = pipeline_config(tmp_path, [{"url": feed_server.url("/feed.xml"), "backfill": 2}])
     first = RecordingSink()
     herald = await open_herald(config, first)
     try:
@@ -339,12 +291,12 @@ async def test_restart_repeats_nothing(tmp_path, feed_server: FeedServer) -> Non
         assert stats.parsed == 1 and stats.stored == 0 and sent == 0
     finally:
         await herald.close()
-    assert second.sent == []
+    assert second.messages == []
 
 
 async def test_a_delivery_that_failed_before_a_restart_is_delivered_after_it(tmp_path, feed_server) -> None:
     feed_server.set("/feed.xml", rss(numbered_items(range(1, 4))))
-    config = make_config(tmp_path, [{"url": feed_server.url("/feed.xml")}])
+    config = pipeline_config(tmp_path, [{"url": feed_server.url("/feed.xml")}])
     herald = await open_herald(config, RecordingSink())
     try:
         await once(herald)
@@ -374,7 +326,7 @@ async def test_a_delivery_that_failed_before_a_restart_is_delivered_after_it(tmp
 
 async def test_a_delivery_in_flight_when_herald_died_is_sent_after_the_restart(tmp_path, feed_server) -> None:
     feed_server.set("/feed.xml", rss(numbered_items(range(1, 3))))
-    config = make_config(tmp_path, [{"url": feed_server.url("/feed.xml"), "backfill": 1}])
+    config = pipeline_config(tmp_path, [{"url": feed_server.url("/feed.xml"), "backfill": 1}])
     herald = await open_herald(config, RecordingSink())
     try:
         await asyncio.wait_for(herald.poller.poll_due(everything=True), CYCLE_TIMEOUT)
@@ -393,7 +345,7 @@ async def test_a_delivery_in_flight_when_herald_died_is_sent_after_the_restart(t
         await herald.close()
     assert sent == 1 and again == 0 and sink.titles == ["Post 2"]
     # the resend carries the same nonce, so Discord drops it if the first send did arrive
-    assert sink.sent[0].nonce == nonce_for(f"channel:{CHANNEL}", "entry", claimed.delivery.entry_ids)
+    assert sink.messages[0].nonce == nonce_for(f"channel:{CHANNEL}", "entry", claimed.delivery.entry_ids)
 
 
 # --- failures ------------------------------------------------------------------------------------------------
@@ -402,7 +354,7 @@ async def test_a_delivery_in_flight_when_herald_died_is_sent_after_the_restart(t
 async def test_a_failing_feed_is_recorded_while_another_carries_on(tmp_path, feed_server: FeedServer) -> None:
     feed_server.set_status("/broken.xml", 500)
     feed_server.set("/fine.xml", rss(numbered_items(range(1, 3))))
-    config = make_config(tmp_path, [{"url": feed_server.url("/broken.xml")},
+    config = pipeline_config(tmp_path, [{"url": feed_server.url("/broken.xml")},
                                     {"url": feed_server.url("/fine.xml"), "backfill": 1}])
     sink = RecordingSink()
     herald = await open_herald(config, sink)
@@ -424,7 +376,7 @@ async def test_a_failing_feed_is_recorded_while_another_carries_on(tmp_path, fee
 
 async def test_a_feed_that_is_not_a_feed_is_an_error(tmp_path, feed_server: FeedServer) -> None:
     feed_server.set("/page.html", b"<html><body><p>Not a feed</p></body></html>", "text/html")
-    herald = await open_herald(make_config(tmp_path, [{"url": feed_server.url("/page.html")}]), RecordingSink())
+    herald = await open_herald(pipeline_config(tmp_path, [{"url": feed_server.url("/page.html")}]), RecordingSink())
     try:
         stats, _ = await once(herald)
         info = await feed_info(herald, feed_server.url("/page.html"))
@@ -436,7 +388,7 @@ async def test_a_feed_that_is_not_a_feed_is_an_error(tmp_path, feed_server: Feed
 async def test_410_gone_pauses_the_feed(tmp_path, feed_server: FeedServer) -> None:
     feed_server.set_status("/gone.xml", 410)
     feed_server.set("/fine.xml", rss(numbered_items([1])))
-    config = make_config(tmp_path, [{"url": feed_server.url("/gone.xml")}, {"url": feed_server.url("/fine.xml")}])
+    config = pipeline_config(tmp_path, [{"url": feed_server.url("/gone.xml")}, {"url": feed_server.url("/fine.xml")}])
     herald = await open_herald(config, RecordingSink())
     try:
         await once(herald)
@@ -454,7 +406,7 @@ async def test_410_gone_pauses_the_feed(tmp_path, feed_server: FeedServer) -> No
 
 async def test_the_seed_feed_through_the_real_process_pool(tmp_path, feed_server: FeedServer, seed_bytes) -> None:
     feed_server.set("/feed.xml", seed_bytes, "application/rss+xml")
-    config = make_config(tmp_path, [{"url": feed_server.url("/feed.xml"), "backfill": 10}], parse_workers=1)
+    config = pipeline_config(tmp_path, [{"url": feed_server.url("/feed.xml"), "backfill": 10}], parse_workers=1)
     sink = RecordingSink()
     herald = await open_herald(config, sink, parse_inline=False)
     try:
@@ -466,17 +418,17 @@ async def test_the_seed_feed_through_the_real_process_pool(tmp_path, feed_server
     from tests.test_parse import SEED_POSTS
 
     assert sink.titles == [t for t, _, _ in reversed(SEED_POSTS)]
-    assert [s.payload["embeds"][0]["url"] for s in sink.sent] == [link for _, link, _ in reversed(SEED_POSTS)]
+    assert [s.payload["embeds"][0]["url"] for s in sink.messages] == [link for _, link, _ in reversed(SEED_POSTS)]
 
 
 async def test_run_polls_and_delivers_until_stopped(tmp_path, feed_server: FeedServer) -> None:
     feed_server.set("/feed.xml", rss(numbered_items(range(1, 4))))
-    sink = RecordingSink(wanted=2)
-    herald = await open_herald(make_config(tmp_path, [{"url": feed_server.url("/feed.xml"), "backfill": 2}]), sink)
+    sink = RecordingSink()
+    herald = await open_herald(pipeline_config(tmp_path, [{"url": feed_server.url("/feed.xml"), "backfill": 2}]), sink)
     stop = asyncio.Event()
     task = asyncio.create_task(herald.run(stop))
     try:
-        await asyncio.wait_for(sink.done.wait(), 15)
+        await sink.wait_until(lambda: len(sink.messages) >= 2, 15)
     finally:
         stop.set()
         await asyncio.wait_for(task, 15)
@@ -488,7 +440,7 @@ async def test_run_polls_and_delivers_until_stopped(tmp_path, feed_server: FeedS
 @pytest.mark.parametrize("status", [404, 429, 503])
 async def test_http_errors_are_recorded_with_their_status(tmp_path, feed_server: FeedServer, status) -> None:
     feed_server.set_status("/feed.xml", status, headers={"Retry-After": "120"} if status != 404 else None)
-    herald = await open_herald(make_config(tmp_path, [{"url": feed_server.url("/feed.xml")}]), RecordingSink())
+    herald = await open_herald(pipeline_config(tmp_path, [{"url": feed_server.url("/feed.xml")}]), RecordingSink())
     try:
         stats, _ = await once(herald)
         info = await feed_info(herald, feed_server.url("/feed.xml"))

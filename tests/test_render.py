@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from urllib.parse import urlsplit
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,13 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
+from bot import escape
 from bot.escape import clean
 from bot.identity import normalise_link
-from bot.models import StoredEntry, Subscription
+from bot.models import DEFAULT_SUMMARY_LENGTH, StoredEntry, Subscription
 from bot.parse import parse_feed
 from bot.render import ELLIPSIS, _misleading, escape_markdown, render_digest, render_entry, thread_name, truncate
+from tests.discord_markdown import read
 from tests.feedserver import rss
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "seed-vsoch.render.json"
@@ -118,9 +121,23 @@ def spoofed_links(markdown: str) -> list[tuple[str, str]]:
     bad = []
     for text, target in masked_links(markdown):
         shown = re.sub(r"[*_~`|\[\]<>]", "", unescape(text)).strip()
-        if _LOOKS_LIKE_URL.search(shown) and normalise_link(shown) != normalise_link(target):
+        bare = _BARE_HOST.match(shown)
+        if bare and not _SCHEMED.search(shown) and urlsplit(target).hostname:
+            # a bare host ("good.example/a") tells where the link goes: only another host misleads
+            if _no_www(bare.group(1)) != _no_www(urlsplit(target).hostname or ""):
+                bad.append((text, target))
+        elif _LOOKS_LIKE_URL.search(shown) and normalise_link(shown) != normalise_link(target):
             bad.append((text, target))
     return bad
+
+
+_SCHEMED = re.compile(r"[a-z][a-z0-9+.-]*:/{1,3}\S|www\.\S", re.I)
+_BARE_HOST = re.compile(r"^((?:[\w-]+\.)+[a-z]{2,})(?::\d+)?(?:/\S*)?$", re.I)
+
+
+def _no_www(host: str) -> str:
+    host = host.lower().rstrip(".")
+    return host[4:] if host.startswith("www.") else host
 
 
 def active_markdown(title: str) -> str | None:
@@ -235,6 +252,37 @@ def test_every_field_at_its_limit_together_stays_under_6000() -> None:
 def test_unicode_and_markdown_heavy_text(text) -> None:
     payload = render_entry(stored(text, text, author=text), text, sub(1))
     assert_within_limits(payload)
+    [embed] = payload["embeds"]
+    written = " ".join(escape.clean(text).split())  # what one-line fields show: bidi controls gone
+    # the title is plain text in Markdown: read as Discord does, it shows the text as written (cut at a
+    # word, at least half the room kept, an escaped character taking two) and makes no formatting
+    title = read(embed["title"])
+    assert title.spans == (), title.spans
+    assert_shows_a_cut_of(title.text, written, TITLE // 4)
+    # the author name and the footer are not Markdown in Discord: the text itself, cut
+    assert_shows_a_cut_of(embed["author"]["name"], written, AUTHOR // 2)
+    assert_shows_a_cut_of(embed["footer"]["text"], written, FOOTER // 2)
+    # the summary is Markdown already: the description is a cut of it (bidi controls gone), its own
+    # formatting kept, and it neither mentions nor links anything
+    desc = embed["description"]
+    assert escape.strip_bidi(text.strip()).startswith(desc.removesuffix(ELLIPSIS)), desc
+    assert len(desc) >= DEFAULT_SUMMARY_LENGTH // 2 and desc.endswith(ELLIPSIS)
+    reading = read(desc)
+    assert not reading.of("mention") and not reading.links, reading.spans
+    assert reading.text.endswith(ELLIPSIS) and len(reading.text) > len(ELLIPSIS)
+    if not MARKDOWN_CHARS & set(text):  # no Markdown in it: the description shows the text as written
+        assert_shows_a_cut_of(reading.text, escape.clean(text).strip(), DEFAULT_SUMMARY_LENGTH // 2)
+
+
+MARKDOWN_CHARS = set("\\*_~`|[]<>#-")
+
+
+def assert_shows_a_cut_of(shown: str, text: str, at_least: int) -> None:
+    """``shown`` is ``text`` cut (ending with "…"), keeping at least ``at_least`` characters of it."""
+    assert shown.endswith(ELLIPSIS), shown
+    kept = shown.removesuffix(ELLIPSIS)
+    assert text.startswith(kept), (shown, text[: len(shown)])
+    assert len(kept) >= at_least, (len(kept), shown)
 
 
 def test_bad_dates_do_not_break_rendering() -> None:

@@ -7,7 +7,8 @@ import asyncio
 import os
 import secrets
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import pytest
 
@@ -207,7 +208,8 @@ async def test_thumbnail_and_feed_image_reach_the_delivery(backend: Backend) -> 
     [again] = await st.get_entries([got.id])
     assert again.thumbnail == got.thumbnail and again.feed_image == got.feed_image
     # a later poll without a feed image keeps the one known
-    await st.apply_polls([PollOutcome(feed_id=feed_id, now=NOW + 1, next_fetch=NOW + 600, status="new", http_status=200)])
+    await st.apply_polls([PollOutcome(feed_id=feed_id, now=NOW + 1, next_fetch=NOW + 600, status="new",
+                                      http_status=200)])
     [kept] = await st.get_entries([got.id])
     assert kept.feed_image == "https://cdn.example/logo.png"
 
@@ -413,7 +415,7 @@ async def test_claim_due_feeds_honours_next_fetch_pause_and_lease(backend: Backe
     assert await st.claim_due_feeds(NOW + 100, 10, 60) == []
     got = await st.claim_due_feeds(NOW + 610, 10, 60)  # f2's second lease is over too; earliest due first
     assert [f.id for f in got] == [f2, f1]
-    assert got[1].has_entries and got[1].title == "Feed title" and not got[0].has_entries
+    assert got[1].last_success is not None and got[1].title == "Feed title" and got[0].last_success is None
     # limit: one at a time, the earliest due first
     await st.set_paused(f3, False)
     assert [f.id for f in await st.claim_due_feeds(NOW + 5000, 1, 60)] == [f3]
@@ -452,6 +454,34 @@ async def test_two_processes_never_claim_the_same_delivery(backend: Backend) -> 
     assert (await a.delivery_counts())["sent"] == 18
 
 
+LOCK_WAIT_TIMEOUT = 10.0  # seconds a claim may take to start waiting on a row lock
+
+
+async def _wait_blocked_by(holder: int, task: asyncio.Task[Any]) -> bool:
+    """Waits until a backend is waiting on a lock that the backend ``holder`` holds (True), or
+    until ``task`` is done without having had to (False). ``pg_stat_activity`` has no
+    notification, so it is asked again after each short wait; ``pg_blocking_pids`` names only
+    this test's holder, whatever other tests do on the server."""
+    import asyncpg
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + LOCK_WAIT_TIMEOUT
+    watcher = await asyncpg.connect(PG_DSN)
+    try:
+        while not task.done():
+            if await watcher.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND $1::int = ANY(pg_blocking_pids(pid))", holder
+            ):
+                return True
+            if loop.time() > deadline:
+                raise TimeoutError(f"the claim neither finished nor waited on the lock in {LOCK_WAIT_TIMEOUT}s")
+            await asyncio.wait({task}, timeout=0.01)  # done early means it did not wait
+        return False
+    finally:
+        await watcher.close()
+
+
 @requires_pg
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 async def test_postgres_claim_waits_for_a_head_being_claimed(backend: Backend) -> None:
@@ -468,8 +498,11 @@ async def test_postgres_claim_waits_for_a_head_being_claimed(backend: Backend) -
         await tx.start()
         head = await other.fetchval("SELECT MIN(id) FROM deliveries")
         await other.execute("SELECT id FROM deliveries WHERE id = $1 FOR UPDATE", head)  # mid-claim
+        holder = await other.fetchval("SELECT pg_backend_pid()")
         task = asyncio.create_task(st.claim_delivery(f"channel:{C1}", NOW, 60))
-        await asyncio.sleep(0.3)
+        # the claim must now be blocked on that row lock (a claim that skipped it would be done instead)
+        blocked = await _wait_blocked_by(holder, task)
+        assert blocked, f"the claim did not wait for the head's lock; it returned {task.result()!r}"
         await other.execute("UPDATE deliveries SET lease_until = $1 WHERE id = $2", NOW + 60, head)
         await tx.commit()
         assert await asyncio.wait_for(task, 10) is None  # the head is leased: nothing to send yet
@@ -656,7 +689,8 @@ async def test_list_and_find_feeds_per_guild(backend: Backend) -> None:
     assert [f.id for f in await st.list_feeds(G2)] == [f2]
     assert sorted(f.id for f in await st.list_feeds()) == sorted([f1, f2])
     [info] = await st.list_feeds(G1)
-    assert (info.name, info.url, info.entries, info.targets) == ("Alpha", "https://one.example/feed", 2, [f"channel:{C1}"])
+    assert (info.name, info.url, info.entries, info.targets) == ("Alpha", "https://one.example/feed", 2,
+                                                                 [f"channel:{C1}"])
     assert info.title == "Feed title"
     for key in ("alpha", "https://one.example/feed", str(f1)):
         found = await st.find_feed(key, G1)
@@ -687,7 +721,7 @@ async def test_add_feed_backfills_a_new_subscription_from_stored_entries(backend
                             now=NOW)
     assert await st.claim_delivery(f"channel:{C3}", NOW, 60) is None
     [state] = [f for f in await st.claim_due_feeds(NOW, 10, 60) if f.id == new]
-    assert state.backfill == 3 and not state.has_entries
+    assert state.backfill == 3 and state.last_success is None
 
 
 async def test_recent_newest_first_with_guild_scope(backend: Backend) -> None:
@@ -803,7 +837,7 @@ async def test_search_quoting_operators_are_text(backend: Backend) -> None:
 
 async def test_search_guild_feed_and_since_scopes(backend: Backend) -> None:
     st = backend.storage
-    f1, f2 = await _search_corpus(st)
+    _f1, f2 = await _search_corpus(st)
     assert (await st.search("kubernetes", guild_id=G1)).total == 2
     assert [h.entry.feed_id for h in (await st.search("kubernetes", guild_id=G2)).hits] == [f2]
     assert (await st.search("kubernetes")).total == 3
@@ -853,3 +887,214 @@ async def test_postgres_search_without_unaccent_still_folds_accents(pg_schema: s
             assert [h.entry.title for h in (await st.search(q, guild_id=G1)).hits] == ["Crème brûlée"], q
     finally:
         await st.close()
+
+
+# --- storage by domain: lookups are queries, one schema, the poll writer's rule --------------------
+
+
+def _scan_find(feeds: list[Any], name_or_url: str) -> Any:
+    """find_feed as a scan of list_feeds: the meaning the query must keep."""
+    wanted = name_or_url.strip().lower()
+    return next((f for f in feeds if f.name.lower() == wanted or f.url.lower() == wanted or str(f.id) == wanted), None)
+
+
+class _RowCounter:
+    """Counts the rows the database hands back while installed on ``db``."""
+
+    def __init__(self, db: Any) -> None:
+        self.db, self.rows = db, 0
+        self._fetchall, self._fetchone = db.fetchall, db.fetchone
+
+    async def fetchall(self, sql: str, args: Any = ()) -> list[Any]:
+        got = await self._fetchall(sql, args)
+        self.rows += len(got)
+        return got
+
+    async def fetchone(self, sql: str, args: Any = ()) -> Any:
+        got = await self._fetchone(sql, args)
+        self.rows += got is not None
+        return got
+
+    def __enter__(self) -> _RowCounter:
+        self.db.fetchall, self.db.fetchone = self.fetchall, self.fetchone
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        del self.db.fetchall, self.db.fetchone
+
+
+async def _many_feeds(st: SqlStorage, n: int = 30) -> list[int]:
+    return [await channel_feed(st, f"https://many.example/{i}", name=f"feed {i:02d}") for i in range(n)]
+
+
+async def test_find_feed_means_what_the_list_shows(backend: Backend) -> None:
+    st = backend.storage
+    cafe = await channel_feed(st, "https://Cafe.Example/Feed", name="Café Müller")
+    titled = await channel_feed(st, "https://titled.example/feed", name=None)
+    await poll(st, titled, [entry(1)], first=True)  # no name: listed by its title, "Feed title"
+    config = FeedConfig(url="https://config.example/feed", name="Ünïcode Config", channels=(C2,), guild_id=G1)
+    await st.sync_config_feeds([config], NOW)
+    # the subscription's own name wins over the feed's: another server calls the same feed "Café"
+    await st.add_feed("https://Cafe.Example/Feed", target=f"channel:{C3}", guild_id=G2, name="Mon café", backfill=0,
+                      now=NOW)
+    for guild in (G1, G2, None):
+        feeds = await st.list_feeds(guild)
+        keys = ["CAFÉ MÜLLER", "  café müller ", "mon CAFÉ", "https://cafe.example/feed", "HTTPS://CAFE.EXAMPLE/FEED",
+                "feed title", "ünïcode config", "ÜNÏCODE CONFIG", str(cafe), str(titled), "nothing", "", "caf"]
+        for key in keys:
+            want, got = _scan_find(feeds, key), await st.find_feed(key, guild)
+            assert (got.id if got else None) == (want.id if want else None), (guild, key)
+            assert got == want, (guild, key)  # the same FeedInfo, targets and counts included
+    found = await st.find_feed("café müller", G1)
+    assert found is not None and found.id == cafe  # non-ASCII letters fold as Python folds them
+
+
+async def test_feed_lookups_read_one_feed_not_every_feed(backend: Backend) -> None:
+    st = backend.storage
+    ids = await _many_feeds(st)
+    with _RowCounter(st.db) as counter:
+        found = await st.find_feed("FEED 17", G1)
+        assert found is not None and found.id == ids[17]
+        assert await st.feed_in_target("https://many.example/17", f"channel:{C1}", G1) is not None
+        assert await st.discord_feed_count(G1) == len(ids)
+    assert counter.rows <= 6  # a row or two per lookup; a scan of list_feeds reads 30 at least
+
+
+async def test_feed_in_target_is_the_feed_that_channel_already_has(backend: Backend) -> None:
+    st = backend.storage
+    url = "https://example.com/feed.xml"
+    fid = await channel_feed(st, url)
+    await channel_feed(st, "https://other.example/feed", channel=C2)
+    got = await st.feed_in_target(url, f"channel:{C1}", G1)
+    assert got is not None and got.id == fid and got.targets == [f"channel:{C1}"]
+    assert got == next(f for f in await st.list_feeds(G1) if f.id == fid)
+    assert await st.feed_in_target(url, f"channel:{C2}", G1) is None  # that channel has another feed
+    assert await st.feed_in_target(url, f"channel:{C1}", G2) is None  # not in that server
+    assert await st.feed_in_target("https://example.com/FEED.xml", f"channel:{C1}", G1) is None  # URLs are exact
+    assert (await st.feed_in_target(url, f"channel:{C1}")) is not None  # every server
+    assert await st.remove_subscriptions(fid, G1) == 1
+    assert await st.feed_in_target(url, f"channel:{C1}", G1) is None
+
+
+async def test_discord_feed_count_counts_what_the_quota_counts(backend: Backend) -> None:
+    st = backend.storage
+    a = await channel_feed(st, "https://a.example/feed")
+    await channel_feed(st, "https://b.example/feed", channel=C2)
+    await channel_feed(st, "https://c.example/feed", guild=G2)  # another server's
+    # a config feed in the server is not the server's own, even with a Discord subscription beside it
+    await st.sync_config_feeds([FeedConfig(url="https://a.example/feed", name="cfg", channels=(C3,), guild_id=G1),
+                                FeedConfig(url="https://d.example/feed", name="d", channels=(C3,), guild_id=G1)], NOW)
+    for guild in (G1, G2):
+        scanned = len([f for f in await st.list_feeds(guild) if f.source != "config"])
+        assert await st.discord_feed_count(guild) == scanned
+    assert await st.discord_feed_count(G1) == 1  # b only: a is also in the config file
+    await st.sync_config_feeds([], NOW + 1)  # the file drops them: a is the server's own again
+    assert await st.discord_feed_count(G1) == 2
+    assert await st.remove_subscriptions(a, G1) == 1
+    assert await st.discord_feed_count(G1) == 1
+    assert await st.discord_feed_count(333) == 0
+
+
+async def _columns(backend: Backend) -> dict[str, list[str]]:
+    st = backend.storage
+    if backend.kind == "sqlite":
+        tables = [r[0] for r in await st.db.fetchall(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'entries_fts%'"
+            " AND name NOT LIKE 'sqlite_%'")]
+        return {t: sorted(r[1] for r in await st.db.fetchall(f"PRAGMA table_info({t})")) for t in tables}
+    rows = await st.db.fetchall(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = current_schema()"
+        " AND table_name <> 'herald_schema' AND column_name <> 'search_vector'"
+    )
+    out: dict[str, list[str]] = {}
+    for table, column in rows:
+        out.setdefault(table, []).append(column)
+    return {t: sorted(c) for t, c in out.items()}
+
+
+# the tables as bot/storage/schema.py defines them (search structures aside): both databases have exactly these
+_TABLES = {
+    "feeds": ["backfill", "body_hash", "created", "error_count", "etag", "first_error_at", "id", "image", "interval",
+              "last_error", "last_fetch", "last_modified", "last_status", "last_success", "lease_until", "link",
+              "max_per_poll", "name", "next_fetch", "pause_reason", "paused", "source", "title", "url"],
+    "subscriptions": ["active", "created", "feed_id", "guild_id", "id", "name", "options", "pause_reason", "paused",
+                      "source", "target"],
+    "entries": ["author", "feed_id", "first_seen", "id", "image", "key", "link", "link_key", "published", "summary",
+                "thumbnail", "title", "updated"],
+    "deliveries": ["attempts", "created", "entry_id", "entry_ids", "error", "id", "kind", "lease_until", "message_id",
+                   "next_attempt", "sent_at", "state", "subscription_id", "target"],
+    "kv": ["key", "value"],
+}
+
+
+async def test_both_databases_build_the_one_schema(backend: Backend) -> None:
+    assert await _columns(backend) == _TABLES
+
+
+def test_the_schema_is_written_once_and_spelled_per_database() -> None:
+    from bot.storage.schema import MIGRATIONS, POSTGRES, SQLITE
+
+    sqlite_sql, pg_sql = SQLITE.migrations(), POSTGRES.migrations()
+    assert len(sqlite_sql) == len(pg_sql) == len(MIGRATIONS) == len(SQLITE_MIGRATIONS)
+    assert "$" not in "".join(sqlite_sql) + "".join(pg_sql)  # every ${name} substituted
+    assert "GENERATED BY DEFAULT AS IDENTITY" in pg_sql[0] and "DOUBLE PRECISION" in pg_sql[0]
+    assert "fts5" in sqlite_sql[0] and "tsvector" not in sqlite_sql[0] and "fts5" not in pg_sql[0]
+    # one definition: what is not a substitution is the same text on both
+    import re
+
+    strip = re.compile(r"\$\{\w+\}")
+    for template in MIGRATIONS:
+        for part in strip.split(template):
+            assert part in sqlite_sql[MIGRATIONS.index(template)] and part in pg_sql[MIGRATIONS.index(template)]
+
+
+def test_apply_poll_awaits_only_the_connection() -> None:
+    """The rule stated at :func:`bot.storage.polling.apply_poll`: on SQLite it runs on the database
+    thread with no event loop, so an await of anything but ``tx`` would fail there (not on PostgreSQL)."""
+    import ast
+    import inspect
+    import textwrap
+
+    from bot.storage import polling
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(polling.apply_poll)))
+    awaits = [n for n in ast.walk(tree) if isinstance(n, ast.Await)]
+    assert awaits  # the function writes through tx
+    for node in awaits:
+        call = node.value
+        assert isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute), ast.unparse(node)
+        assert isinstance(call.func.value, ast.Name) and call.func.value.id == "tx", ast.unparse(node)
+    assert not [n for n in ast.walk(tree) if isinstance(n, (ast.AsyncFor, ast.AsyncWith))]
+    # and the batch is written through run_transaction on both backends
+    source = inspect.getsource(polling.SqlPolling.apply_polls)
+    assert "run_transaction" in source and ".transaction()" not in source
+
+
+async def test_sqlite_refuses_a_poll_write_that_awaits_something_else(tmp_path: Any) -> None:
+    st = SQLiteStorage(str(tmp_path / "h.db"))
+    await st.open()
+    try:
+        async def body(tx: Any) -> None:
+            await tx.execute("INSERT INTO kv (key, value) VALUES ('a', 'b')")
+            await asyncio.sleep(0)  # anything but the connection
+
+        with pytest.raises(RuntimeError, match="tried to wait for something else"):
+            await st.db.run_transaction(body)
+        assert await st.get_meta("a") is None  # rolled back
+    finally:
+        await st.close()
+
+
+async def test_search_is_the_backend_component(backend: Backend) -> None:
+    from bot.storage.base import SearchPage
+
+    st = backend.storage
+    expected = "Fts5Search" if backend.kind == "sqlite" else "PostgresSearch"
+    assert type(st.search_index).__name__ == expected
+
+    class Fixed:
+        async def search(self, query: str, **kw: Any) -> SearchPage:
+            return SearchPage(42, [])
+
+    composed = SqlStorage(st.db, st.dialect, Fixed())  # type: ignore[arg-type]
+    assert (await composed.search("anything", guild_id=G1)).total == 42

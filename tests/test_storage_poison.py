@@ -31,7 +31,8 @@ from bot.storage.normalise import (
 )
 from bot.storage.sql import SqlStorage
 from tests.feedserver import FeedServer, numbered_items, rss
-from tests.test_pipeline import START, Clock, RecordingSink, feed_info, make_config, once
+from tests.support import START, Clock, RecordingSink
+from tests.test_pipeline import feed_info, once, pipeline_config
 from tests.test_storage_contract import NOW, Backend, backend, channel_feed, count, entry  # noqa: F401 - the fixture
 
 WAIT = 10.0  # a bound on waiting for futures: a pending one is a hang, not slowness
@@ -378,8 +379,8 @@ async def test_a_feed_whose_write_fails_is_recorded_and_backs_off(tmp_path, feed
     caplog.set_level(logging.WARNING, logger="herald.poll")
     feed_server.set("/good.xml", rss(numbered_items(range(1, 3))))
     feed_server.set("/bad.xml", rss(numbered_items(range(1, 4))))
-    config = make_config(tmp_path, [{"url": feed_server.url("/good.xml"), "backfill": 1},
-                                    {"url": feed_server.url("/bad.xml"), "backfill": 1}], interval="10m")
+    config = pipeline_config(tmp_path, [{"url": feed_server.url("/good.xml"), "backfill": 1},
+                                        {"url": feed_server.url("/bad.xml"), "backfill": 1}], interval="10m")
     clock, sink = Clock(), RecordingSink()
     herald = Herald(config, sink, clock=clock, parse_inline=True)
     await herald.open()
@@ -398,17 +399,17 @@ async def test_a_feed_whose_write_fails_is_recorded_and_backs_off(tmp_path, feed
         assert bad.next_fetch is not None and bad.next_fetch >= START + 600 * 0.9
 
         # a cycle before its backoff is over does not poll it again
-        clock.t = START + 300
+        clock.now = START + 300
         await asyncio.wait_for(herald.poller.poll_due(), 30)
         assert feed_server.requests("/bad.xml") == 1 and len(refused) == 1
 
         # once due it fails again, and waits twice as long
-        clock.t = bad.next_fetch + 1
+        clock.now = bad.next_fetch + 1
         stats = await asyncio.wait_for(herald.poller.poll_due(), 30)
         again = await feed_info(herald, feed_server.url("/bad.xml"))
         assert stats.errors == 1 and len(refused) == 2 and feed_server.requests("/bad.xml") == 2
         assert again.error_count == 2 and again.next_fetch is not None
-        assert again.next_fetch - clock.t >= 2 * 600 * 0.9
+        assert again.next_fetch - clock.now >= 2 * 600 * 0.9
     finally:
         await herald.close()
     warnings = [r.getMessage() for r in caplog.records if "could not store this feed's entries" in r.getMessage()]
@@ -436,8 +437,8 @@ async def test_a_poisoned_json_feed_next_to_a_good_one_through_the_poller(
         {"id": long_guid, "url": "https://bad.example/3", "title": "Long guid", "content_text": "y",
          "date_published": "2026-01-03T00:00:00Z"},
     ]), "application/feed+json")
-    config = make_config(tmp_path, [{"url": feed_server.url("/good.xml"), "backfill": 1},
-                                    {"url": feed_server.url("/poison.json"), "backfill": 3}])
+    config = pipeline_config(tmp_path, [{"url": feed_server.url("/good.xml"), "backfill": 1},
+                                        {"url": feed_server.url("/poison.json"), "backfill": 3}])
     sink = RecordingSink()
     herald = Herald(config, sink, storage=backend.storage, clock=Clock(), parse_inline=True)
     await herald.open()

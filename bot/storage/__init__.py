@@ -19,6 +19,8 @@ def open_storage(url: str) -> Storage:
         try:
             from bot.storage.postgres import PostgresStorage
         except ImportError as exc:
-            raise StorageError(f"PostgreSQL storage needs the asyncpg package: pip install 'herald-bot[postgres]' ({exc})") from None
+            raise StorageError(
+                f"PostgreSQL storage needs the asyncpg package: pip install 'herald-bot[postgres]' ({exc})"
+            ) from None
         return PostgresStorage(url)
     raise StorageError(f"storage.url {url!r}: expected sqlite:///PATH or postgresql://...")

@@ -1,48 +1,32 @@
-"""The storage interface. SQLite and PostgreSQL both implement it and pass the same contract tests."""
+"""The storage interface, by domain. SQLite and PostgreSQL both implement it and pass the same contract tests.
+
+:class:`Storage` is what the rest of Herald holds: the union of four small protocols, each
+implemented once in SQL (:mod:`bot.storage.feeds`, :mod:`bot.storage.polling`,
+:mod:`bot.storage.outbox`, :mod:`bot.storage.reading`) plus each backend's own
+:class:`SearchIndex`, composed by :class:`bot.storage.sql.SqlStorage`. Code that needs one
+domain only may ask for that protocol.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Protocol
 
 from bot.config import FeedConfig
 from bot.errors import StorageError
-from bot.models import Decision, Delivery, FeedState, StoredEntry, Subscription
+from bot.models import Delivery, FeedState, PollOutcome, PollResult, StoredEntry, Subscription
+
+__all__ = [
+    "ClaimedDelivery", "DataRejected", "FeedInfo", "FeedStore", "Outbox", "PollOutcome", "PollResult", "PollStore",
+    "Reader", "SearchHit", "SearchIndex", "SearchPage", "Storage",
+]
 
 
 class DataRejected(StorageError):
     """The database refused a value it was given (a character it cannot store, a key too
     long for its index, a broken constraint): the data's fault, not the database's, so other
     writes still work. Both backends raise it for the same causes."""
-
-
-@dataclass(slots=True)
-class PollOutcome:
-    """Everything one poll of one feed writes, applied in one batch with others."""
-
-    feed_id: int
-    now: float
-    next_fetch: float
-    status: str  # "new" (parsed), "unchanged" (identical body), "not_modified" (304), "error"
-    http_status: int | None = None
-    etag: str | None = None
-    last_modified: str | None = None
-    body_hash: str | None = None
-    title: str | None = None
-    link: str | None = None
-    image: str | None = None  # the feed's own image or logo
-    error: str | None = None
-    decision: Decision | None = None
-    new_url: str | None = None  # after a permanent redirect
-    pause_reason: str | None = None  # pause the feed (410 Gone, failing for too long)
-
-
-@dataclass(slots=True)
-class PollResult:
-    feed_id: int
-    stored: int = 0
-    announced: int = 0  # delivery rows created
-    paused: bool = False
 
 
 @dataclass(slots=True)
@@ -89,13 +73,9 @@ class ClaimedDelivery:
     feed_title: str | None
 
 
-class Storage(Protocol):
-    """What the pipeline, the delivery worker and the commands need from a database."""
+class FeedStore(Protocol):
+    """Feeds and their subscriptions: what the config file and the managers' commands change."""
 
-    async def open(self) -> None: ...
-    async def close(self) -> None: ...
-
-    # feeds and subscriptions
     async def sync_config_feeds(self, feeds: Sequence[FeedConfig], now: float,
                                 default_interval: float | None = None) -> None: ...
     async def add_feed(
@@ -103,21 +83,39 @@ class Storage(Protocol):
         title: str | None = None, source: str = "discord",
     ) -> int: ...
     async def remove_subscriptions(self, feed_id: int, guild_id: int) -> int: ...
-    async def set_paused(self, feed_id: int, paused: bool, reason: str | None = None, guild_id: int | None = None) -> int: ...
+    async def set_paused(
+        self, feed_id: int, paused: bool, reason: str | None = None, guild_id: int | None = None,
+    ) -> int: ...
     async def list_feeds(self, guild_id: int | None = None) -> list[FeedInfo]: ...
-    async def find_feed(self, name_or_url: str, guild_id: int | None = None) -> FeedInfo | None: ...
+    async def find_feed(self, name_or_url: str, guild_id: int | None = None) -> FeedInfo | None:
+        """The feed (with an active subscription, in the server when ``guild_id`` is set) whose
+        name, URL or id is ``name_or_url``, case-insensitively; the first as listed."""
+    async def feed_in_target(self, url: str, target: str, guild_id: int | None = None) -> FeedInfo | None:
+        """The feed at ``url`` when ``target`` (in the server, when set) is subscribed to it."""
+    async def discord_feed_count(self, guild_id: int) -> int:
+        """How many of the server's feeds were added from Discord (its quota counts these)."""
     async def set_subscription_guild(self, target: str, guild_id: int) -> None:
         """Records the server of a target's subscriptions that have none yet."""
     async def subscriptions(self, feed_id: int | None = None) -> list[Subscription]: ...
     async def pause_target(self, target: str, reason: str, now: float) -> list[Subscription]: ...
 
-    # polling
-    async def claim_due_feeds(self, now: float, limit: int, lease: float, due_by: float | None = None) -> list[FeedState]: ...
+
+class PollStore(Protocol):
+    """The poller's side: leasing due feeds, what is known of parsed entries, writing polls."""
+
+    async def claim_due_feeds(
+        self, now: float, limit: int, lease: float, due_by: float | None = None,
+    ) -> list[FeedState]: ...
     async def next_due_time(self) -> float | None: ...
     async def known(self, feed_id: int, keys: Sequence[str], link_keys: Sequence[str]) -> tuple[set[str], set[str]]: ...
     async def apply_polls(self, outcomes: Sequence[PollOutcome]) -> list[PollResult]: ...
 
-    # delivery outbox
+
+class Outbox(Protocol):
+    """The delivery outbox: pending messages per target, claimed one head at a time under a lease."""
+
+    @property
+    def exclusive(self) -> bool: ...
     async def due_targets(self, now: float) -> list[str]: ...
     async def claim_delivery(self, target: str, now: float, lease: float) -> ClaimedDelivery | None: ...
     async def mark_delivered(self, delivery_id: int, message_id: str | None, now: float) -> None: ...
@@ -125,19 +123,31 @@ class Storage(Protocol):
     async def retry_later(self, delivery_id: int, at: float, error: str) -> None: ...
     async def release(self, delivery_id: int) -> None: ...
     async def release_all_leases(self) -> None: ...
-
-    @property
-    def exclusive(self) -> bool: ...
     async def next_delivery_time(self) -> float | None: ...
     async def delivery_counts(self) -> dict[str, int]: ...
 
-    # reading
+
+class Reader(Protocol):
+    """Reading stored entries back (``/recent``, previews, search results)."""
+
     async def get_entries(self, entry_ids: Sequence[int]) -> list[StoredEntry]: ...
     async def recent(self, *, guild_id: int | None, feed_id: int | None, limit: int) -> list[StoredEntry]: ...
+
+
+class SearchIndex(Protocol):
+    """Full-text search over stored entries: each backend provides its own."""
+
     async def search(
         self, query: str, *, guild_id: int | None = None, feed_id: int | None = None, since: float | None = None,
         limit: int = 5, offset: int = 0,
     ) -> SearchPage: ...
+
+
+class Storage(FeedStore, PollStore, Outbox, Reader, SearchIndex, Protocol):
+    """What the pipeline, the delivery worker and the commands need from a database."""
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
     async def ping(self) -> None: ...
     async def get_meta(self, key: str) -> str | None: ...
     async def set_meta(self, key: str, value: str) -> None: ...

@@ -5,9 +5,12 @@ SQL is written with ``?`` placeholders; the PostgreSQL adapter numbers them.
 
 from __future__ import annotations
 
-from typing import Any, AsyncContextManager, Protocol, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol, TypeVar
 
 Row = tuple[Any, ...]
+T = TypeVar("T")
 
 
 class Conn(Protocol):
@@ -23,6 +26,17 @@ class Conn(Protocol):
 
 
 class Database(Conn, Protocol):
-    def transaction(self) -> AsyncContextManager[Conn]: ...
+    def transaction(self) -> AbstractAsyncContextManager[Conn]: ...
+
+    async def run_transaction(self, body: Callable[[Conn], Awaitable[T]]) -> T:
+        """Runs ``body(conn)`` as one transaction, all or nothing.
+
+        **``body`` awaits nothing but ``conn``'s methods** (no lock, no sleep, no other I/O):
+        SQLite drives it to its end on the database thread in one trip, where any other
+        await raises ``RuntimeError``; PostgreSQL would accept it, so only this rule keeps
+        the two alike.
+        """
+        ...
+
     async def open(self) -> None: ...
     async def close(self) -> None: ...

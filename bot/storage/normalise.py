@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import replace
-from typing import Iterable
+from collections.abc import Iterable
 
 from bot.models import Decision, ParsedEntry
 from bot.storage.base import PollOutcome

@@ -1,7 +1,8 @@
 """PostgreSQL storage: for several Herald processes sharing one database.
 
-The storage logic is :class:`bot.storage.sql.SqlStorage`, shared with SQLite; this
-module adds the asyncpg adapter, the versioned schema and full-text search.
+The storage logic is :class:`bot.storage.sql.SqlStorage`, shared with SQLite, and the tables
+are :mod:`bot.storage.schema`'s; this module adds the asyncpg adapter, the migration runner
+and full-text search.
 
 Search uses a text search configuration ``herald_english``: a copy of
 ``english`` (Snowball stemming, so "orchestrating" finds "orchestration") that
@@ -20,25 +21,30 @@ import functools
 import re
 import time
 from contextlib import asynccontextmanager
-from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Sequence, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 from bot.errors import StorageError
 from bot.storage.base import DataRejected, SearchHit, SearchPage
-from bot.storage.db import Row
+from bot.storage.db import Conn, Row
+from bot.storage.rows import ENTRY_COLS, ENTRY_COLUMNS, FEED_NAME, entry_from_row, entry_scope
+from bot.storage.schema import POSTGRES
 from bot.storage.search import query_terms
-from bot.storage.sql import _ENTRY_COLS, _FEED_NAME, SqlStorage, _entry
-from bot.storage.sql import ENTRY_COLUMNS as _N
+from bot.storage.sql import SqlStorage
 
 T = TypeVar("T")
+PgConnection = asyncpg.Connection | PoolConnectionProxy  # a connection of its own, or one lent by the pool
 
 TS_CONFIG = "herald_english"
 # ts_rank_cd weights for {D, C, B, A}: the title (A) counts eight times the summary (B).
 RANK_WEIGHTS = "{0, 0, 0.125, 1}"
 # a short snippet of the summary: up to two fragments around the matches, or its first words
-HEADLINE_OPTIONS = 'StartSel=**, StopSel=**, MaxWords=14, MinWords=6, ShortWord=2, MaxFragments=2, FragmentDelimiter=" … "'
+HEADLINE_OPTIONS = ('StartSel=**, StopSel=**, MaxWords=14, MinWords=6, ShortWord=2, MaxFragments=2,'
+                    ' FragmentDelimiter=" … "')
 # one lock for every Herald process migrating any schema of the database (extensions are database-wide)
 _MIGRATION_LOCK = 0x4865_7261_6C64  # "Herald"
 
@@ -122,22 +128,21 @@ class PostgresConn:
 
     dialect = "postgres"
 
-    def __init__(self, db: "PostgresDB", conn: asyncpg.Connection | None = None) -> None:
+    def __init__(self, db: PostgresDB, conn: PgConnection | None = None) -> None:
         self._db = db
         self._conn = conn
 
     @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[asyncpg.Connection]:
+    async def _connection(self) -> AsyncIterator[PgConnection]:
         if self._conn is not None:
             yield self._conn
         else:
             async with self._db._acquire() as conn:
                 yield conn
 
-    async def _call(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        async with self._db._errors():
-            async with self._connection() as conn:
-                return await fn(conn)
+    async def _call(self, fn: Callable[[PgConnection], Awaitable[T]]) -> T:
+        async with self._db._errors(), self._connection() as conn:
+            return await fn(conn)
 
     async def fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
         q = number_placeholders(sql)
@@ -163,7 +168,7 @@ class PostgresConn:
             return []
         q = number_placeholders(sql)
 
-        async def run(conn: asyncpg.Connection) -> list[Any]:
+        async def run(conn: PgConnection) -> list[Any]:
             stmt = await conn.prepare(q)
             out = []
             for r in rows:
@@ -227,7 +232,7 @@ class PostgresDB(PostgresConn):
             raise StorageError(f"{what}: {self._describe(exc)}") from exc
 
     @asynccontextmanager
-    async def _acquire(self) -> AsyncIterator[asyncpg.Connection]:
+    async def _acquire(self) -> AsyncIterator[PgConnection]:
         if self._pool is None:
             raise StorageError("database is closed")
         async with self._pool.acquire() as conn:
@@ -250,9 +255,8 @@ class PostgresDB(PostgresConn):
         assert pool is not None  # nosec B101 # narrows a type: create_pool returned
         self._pool = pool
         try:
-            async with self._errors(f"cannot migrate PostgreSQL database {where}"):
-                async with pool.acquire() as conn:
-                    self.search_fold = await _migrate(conn, self)
+            async with self._errors(f"cannot migrate PostgreSQL database {where}"), pool.acquire() as conn:
+                self.search_fold = await _migrate(conn, self)
         except BaseException:
             self._pool = None
             await pool.close()
@@ -268,112 +272,31 @@ class PostgresDB(PostgresConn):
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PostgresConn]:
-        async with self._errors():
-            async with self._acquire() as conn:
-                async with conn.transaction():
-                    yield PostgresConn(self, conn)
+        async with self._errors(), self._acquire() as conn, conn.transaction():
+            yield PostgresConn(self, conn)
+
+    async def run_transaction(self, body: Callable[[Conn], Awaitable[T]]) -> T:
+        """``body(conn)`` as one transaction (see :meth:`bot.storage.db.Database.run_transaction`)."""
+        async with self.transaction() as tx:
+            return await body(tx)
 
 
 # --- the schema ---------------------------------------------------------------------------------
 
-_SCHEMA_V1 = """
-CREATE TABLE feeds (
-    id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    url TEXT NOT NULL UNIQUE,
-    name TEXT,
-    title TEXT,
-    link TEXT,
-    source TEXT NOT NULL DEFAULT 'discord',
-    paused INTEGER NOT NULL DEFAULT 0,
-    pause_reason TEXT,
-    interval DOUBLE PRECISION,
-    backfill INTEGER NOT NULL DEFAULT 0,
-    max_per_poll INTEGER,
-    etag TEXT,
-    last_modified TEXT,
-    body_hash TEXT,
-    last_fetch DOUBLE PRECISION,
-    last_success DOUBLE PRECISION,
-    last_error TEXT,
-    last_status INTEGER,
-    error_count INTEGER NOT NULL DEFAULT 0,
-    first_error_at DOUBLE PRECISION,
-    next_fetch DOUBLE PRECISION NOT NULL DEFAULT 0,
-    lease_until DOUBLE PRECISION NOT NULL DEFAULT 0,
-    created DOUBLE PRECISION NOT NULL
-);
-CREATE INDEX feeds_due ON feeds (paused, next_fetch);
-CREATE TABLE subscriptions (
-    id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    feed_id BIGINT NOT NULL REFERENCES feeds (id) ON DELETE CASCADE,
-    target TEXT NOT NULL,
-    guild_id BIGINT,
-    name TEXT,
-    source TEXT NOT NULL DEFAULT 'discord',
-    active INTEGER NOT NULL DEFAULT 1,
-    paused INTEGER NOT NULL DEFAULT 0,
-    pause_reason TEXT,
-    options TEXT NOT NULL DEFAULT '{}',
-    created DOUBLE PRECISION NOT NULL,
-    UNIQUE (feed_id, target)
-);
-CREATE INDEX subscriptions_guild ON subscriptions (guild_id, feed_id);
-CREATE INDEX subscriptions_target ON subscriptions (target);
-CREATE TABLE entries (
-    id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    feed_id BIGINT NOT NULL REFERENCES feeds (id) ON DELETE CASCADE,
-    key TEXT NOT NULL,
-    link_key TEXT,
-    title TEXT NOT NULL,
-    link TEXT,
-    summary TEXT NOT NULL,
-    author TEXT,
-    published DOUBLE PRECISION,
-    updated DOUBLE PRECISION,
-    image TEXT,
-    first_seen DOUBLE PRECISION NOT NULL,
-    search_vector tsvector GENERATED ALWAYS AS (
-        setweight(to_tsvector('herald_english'::regconfig, herald_fold(COALESCE(title, ''))), 'A')
-        || setweight(to_tsvector('herald_english'::regconfig, herald_fold(COALESCE(summary, ''))), 'B')
-    ) STORED,
-    UNIQUE (feed_id, key)
-);
-CREATE INDEX entries_link ON entries (feed_id, link_key);
-CREATE INDEX entries_recent ON entries (feed_id, published);
-CREATE INDEX entries_search ON entries USING GIN (search_vector);
-CREATE TABLE deliveries (
-    id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
-    subscription_id BIGINT NOT NULL REFERENCES subscriptions (id) ON DELETE CASCADE,
-    target TEXT NOT NULL,
-    entry_id BIGINT REFERENCES entries (id) ON DELETE CASCADE,
-    kind TEXT NOT NULL DEFAULT 'entry',
-    entry_ids TEXT,
-    state TEXT NOT NULL DEFAULT 'pending',
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt DOUBLE PRECISION NOT NULL DEFAULT 0,
-    lease_until DOUBLE PRECISION NOT NULL DEFAULT 0,
-    message_id TEXT,
-    error TEXT,
-    created DOUBLE PRECISION NOT NULL,
-    sent_at DOUBLE PRECISION,
-    UNIQUE (subscription_id, entry_id)
-);
-CREATE INDEX deliveries_outbox ON deliveries (target, state, id);
-CREATE INDEX deliveries_state ON deliveries (state);
-CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
-
 # herald_fold without the unaccent extension: decompose, then drop the combining marks
-_FOLD_NFD = "SELECT regexp_replace(normalize($1, NFD), '[\\u0300-\\u036f\\u1ab0-\\u1aff\\u1dc0-\\u1dff\\u20d0-\\u20ff\\ufe20-\\ufe2f]', '', 'g')"
+_FOLD_NFD = ("SELECT regexp_replace(normalize($1, NFD),"
+             " '[\\u0300-\\u036f\\u1ab0-\\u1aff\\u1dc0-\\u1dff\\u20d0-\\u20ff\\ufe20-\\ufe2f]', '', 'g')")
 
 
-async def _unaccent_schema(conn: asyncpg.Connection) -> str | None:
-    return await conn.fetchval(
-        "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'unaccent'"
+async def _unaccent_schema(conn: PgConnection) -> str | None:
+    name = await conn.fetchval(
+        "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace"
+        " WHERE e.extname = 'unaccent'"
     )
+    return None if name is None else str(name)
 
 
-async def _try(conn: asyncpg.Connection, sql: str) -> bool:
+async def _try(conn: PgConnection, sql: str) -> bool:
     """Runs ``sql`` in a savepoint: False (and nothing changed) when the server refuses it."""
     try:
         async with conn.transaction():
@@ -383,14 +306,15 @@ async def _try(conn: asyncpg.Connection, sql: str) -> bool:
         return False
 
 
-async def _text_search(conn: asyncpg.Connection, try_unaccent: bool) -> str:
+async def _text_search(conn: PgConnection, try_unaccent: bool) -> str:
     """Creates ``herald_fold`` and the ``herald_english`` configuration; returns how accents are folded."""
     ext_schema = None
     if try_unaccent:
         ext_schema = await _unaccent_schema(conn)
         if ext_schema is None:
             # in public so that every schema sees it; else wherever the search_path says
-            for sql in ("CREATE EXTENSION IF NOT EXISTS unaccent SCHEMA public", "CREATE EXTENSION IF NOT EXISTS unaccent"):
+            for sql in ("CREATE EXTENSION IF NOT EXISTS unaccent SCHEMA public",
+                        "CREATE EXTENSION IF NOT EXISTS unaccent"):
                 if await _try(conn, sql):
                     break
             ext_schema = await _unaccent_schema(conn)
@@ -412,28 +336,37 @@ async def _text_search(conn: asyncpg.Connection, try_unaccent: bool) -> str:
     return fold
 
 
-async def _migration_1(conn: asyncpg.Connection, db: PostgresDB) -> None:
-    fold = await _text_search(conn, db.try_unaccent)
-    await conn.execute(_SCHEMA_V1)
+_SCHEMA = POSTGRES.migrations()  # the schema (bot.storage.schema) in PostgreSQL's spelling
+
+
+async def _migration_1(conn: PgConnection, db: PostgresDB) -> None:
+    fold = await _text_search(conn, db.try_unaccent)  # the search vector's functions, before the tables
+    await conn.execute(_SCHEMA[0])
     await conn.execute("INSERT INTO kv (key, value) VALUES ('search_fold', $1)", fold)
 
 
-async def _migration_2(conn: asyncpg.Connection, db: PostgresDB) -> None:
-    await conn.execute("ALTER TABLE entries ADD COLUMN thumbnail TEXT; ALTER TABLE feeds ADD COLUMN image TEXT")
+def _plain(i: int) -> Callable[[PgConnection, PostgresDB], Awaitable[None]]:
+    async def migrate(conn: PgConnection, db: PostgresDB) -> None:
+        await conn.execute(_SCHEMA[i])
+
+    return migrate
 
 
-MIGRATIONS: list[Callable[[asyncpg.Connection, PostgresDB], Awaitable[None]]] = [
-    _migration_1,  # 1: the initial schema, as SQLite's, with full-text search
-    _migration_2,  # 2: an entry's thumbnail and the feed's own image, as SQLite's
+# one step per migration of bot.storage.schema; only the first needs more than its SQL
+MIGRATIONS: list[Callable[[PgConnection, PostgresDB], Awaitable[None]]] = [
+    _migration_1, *(_plain(i) for i in range(1, len(_SCHEMA))),
 ]
 
 
-async def _migrate(conn: asyncpg.Connection, db: PostgresDB) -> str | None:
+async def _migrate(conn: PgConnection, db: PostgresDB) -> str | None:
     """Brings the schema up to date in one transaction, under an advisory lock so that
     several Herald processes starting at once migrate it once. Returns the accent folding."""
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
-        if db.schema is not None and await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", db.schema) is None:
+        missing = db.schema is not None and not await conn.fetchval(
+            "SELECT 1 FROM pg_namespace WHERE nspname = $1", db.schema
+        )
+        if missing and db.schema is not None:
             await conn.execute(f"CREATE SCHEMA {_quote_ident(db.schema)}")
         schema = await conn.fetchval("SELECT current_schema()")
         if schema is None:
@@ -451,24 +384,18 @@ async def _migrate(conn: asyncpg.Connection, db: PostgresDB) -> str | None:
         for i in range(version, len(MIGRATIONS)):
             await MIGRATIONS[i](conn, db)
             await conn.execute("INSERT INTO herald_schema (version, applied) VALUES ($1, $2)", i + 1, time.time())
-        return await conn.fetchval("SELECT value FROM kv WHERE key = 'search_fold'")
+        fold = await conn.fetchval("SELECT value FROM kv WHERE key = 'search_fold'")
+        return None if fold is None else str(fold)
 
 
 # --- the storage --------------------------------------------------------------------------------
 
 
-class PostgresStorage(SqlStorage):
-    """``PostgresStorage("postgresql://user:pass@host/db")``; ``schema`` isolates one Herald's tables."""
+class PostgresSearch:
+    """PostgreSQL's :class:`bot.storage.base.SearchIndex`: the generated ``search_vector``, ranked by ts_rank_cd."""
 
-    db: PostgresDB
-
-    def __init__(
-        self, dsn: str, *, schema: str | None = None, server_settings: Mapping[str, str] | None = None,
-        min_size: int = 1, max_size: int = 10, unaccent: bool = True,
-    ) -> None:
-        super().__init__(PostgresDB(
-            dsn, schema=schema, server_settings=server_settings, min_size=min_size, max_size=max_size, unaccent=unaccent,
-        ))
+    def __init__(self, db: PostgresDB) -> None:
+        self.db = db
 
     async def search(
         self, query: str, *, guild_id: int | None = None, feed_id: int | None = None, since: float | None = None,
@@ -482,7 +409,7 @@ class PostgresStorage(SqlStorage):
             f"{'phraseto_tsquery' if ' ' in t else 'plainto_tsquery'}('{TS_CONFIG}'::regconfig, herald_fold(?))"
             for t in terms
         )
-        where, args = self._guild_scope(guild_id, feed_id)
+        where, args = entry_scope(guild_id, feed_id)
         if since is not None:
             where += " AND COALESCE(e.published, e.first_seen) >= ?"
             args.append(since)
@@ -492,16 +419,31 @@ class PostgresStorage(SqlStorage):
         if total == 0:
             return SearchPage(0, [])
         rows = await self.db.fetchall(
-            "WITH hits AS ("  # nosec B608 # constant SQL fragments; values are bound
+            "WITH hits AS ("  # nosec B608 # constant SQL; values are bound
             f" SELECT e.id, ts_rank_cd('{RANK_WEIGHTS}'::float4[], e.search_vector, q.query) AS rank, q.query {base}"
             " ORDER BY rank DESC, COALESCE(e.published, e.first_seen) DESC, e.id DESC LIMIT ? OFFSET ?)"
-            f" SELECT {_ENTRY_COLS}, f.title, {_FEED_NAME}, h.rank,"
+            f" SELECT {ENTRY_COLS}, f.title, {FEED_NAME}, h.rank,"
             f" ts_headline('{TS_CONFIG}'::regconfig, herald_fold(e.summary), h.query, '{HEADLINE_OPTIONS}')"
             " FROM hits h JOIN entries e ON e.id = h.id JOIN feeds f ON f.id = e.feed_id"
             " ORDER BY h.rank DESC, COALESCE(e.published, e.first_seen) DESC, e.id DESC",
             (*terms, *args, limit, offset),
         )
-        hits = [SearchHit(entry=_entry(r, r[_N], r[_N + 1]), feed_name=r[_N + 1], snippet=r[_N + 3] or "",
-                          rank=float(r[_N + 2]))
+        n = ENTRY_COLUMNS
+        hits = [SearchHit(entry=entry_from_row(r, r[n], r[n + 1]), feed_name=r[n + 1], snippet=r[n + 3] or "",
+                          rank=float(r[n + 2]))
                 for r in rows]
         return SearchPage(total, hits)
+
+
+class PostgresStorage(SqlStorage):
+    """``PostgresStorage("postgresql://user:pass@host/db")``; ``schema`` isolates one Herald's tables."""
+
+    db: PostgresDB
+
+    def __init__(
+        self, dsn: str, *, schema: str | None = None, server_settings: Mapping[str, str] | None = None,
+        min_size: int = 1, max_size: int = 10, unaccent: bool = True,
+    ) -> None:
+        db = PostgresDB(dsn, schema=schema, server_settings=server_settings, min_size=min_size, max_size=max_size,
+                        unaccent=unaccent)
+        super().__init__(db, POSTGRES, PostgresSearch(db))

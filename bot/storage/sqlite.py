@@ -5,123 +5,24 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable, Sequence, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from bot.errors import StorageError
-from bot.storage.base import DataRejected, PollOutcome, PollResult, SearchHit, SearchPage
+from bot.storage.base import DataRejected, SearchHit, SearchPage
 from bot.storage.db import Conn, Row
-from bot.storage.sql import SqlStorage
+from bot.storage.reading import SqlReader
+from bot.storage.rows import entry_scope
+from bot.storage.schema import SQLITE, SQLITE_LOWER
 from bot.storage.search import fts5_query
+from bot.storage.sql import SqlStorage
 
 T = TypeVar("T")
 
-MIGRATIONS: list[str] = [
-    # 1: the initial schema
-    """
-    CREATE TABLE feeds (
-        id INTEGER PRIMARY KEY,
-        url TEXT NOT NULL UNIQUE,
-        name TEXT,
-        title TEXT,
-        link TEXT,
-        source TEXT NOT NULL DEFAULT 'discord',
-        paused INTEGER NOT NULL DEFAULT 0,
-        pause_reason TEXT,
-        interval REAL,
-        backfill INTEGER NOT NULL DEFAULT 0,
-        max_per_poll INTEGER,
-        etag TEXT,
-        last_modified TEXT,
-        body_hash TEXT,
-        last_fetch REAL,
-        last_success REAL,
-        last_error TEXT,
-        last_status INTEGER,
-        error_count INTEGER NOT NULL DEFAULT 0,
-        first_error_at REAL,
-        next_fetch REAL NOT NULL DEFAULT 0,
-        lease_until REAL NOT NULL DEFAULT 0,
-        created REAL NOT NULL
-    );
-    CREATE INDEX feeds_due ON feeds (paused, next_fetch);
-    CREATE TABLE subscriptions (
-        id INTEGER PRIMARY KEY,
-        feed_id INTEGER NOT NULL REFERENCES feeds (id) ON DELETE CASCADE,
-        target TEXT NOT NULL,
-        guild_id INTEGER,
-        name TEXT,
-        source TEXT NOT NULL DEFAULT 'discord',
-        active INTEGER NOT NULL DEFAULT 1,
-        paused INTEGER NOT NULL DEFAULT 0,
-        pause_reason TEXT,
-        options TEXT NOT NULL DEFAULT '{}',
-        created REAL NOT NULL,
-        UNIQUE (feed_id, target)
-    );
-    CREATE INDEX subscriptions_guild ON subscriptions (guild_id, feed_id);
-    CREATE INDEX subscriptions_target ON subscriptions (target);
-    CREATE TABLE entries (
-        id INTEGER PRIMARY KEY,
-        feed_id INTEGER NOT NULL REFERENCES feeds (id) ON DELETE CASCADE,
-        key TEXT NOT NULL,
-        link_key TEXT,
-        title TEXT NOT NULL,
-        link TEXT,
-        summary TEXT NOT NULL,
-        author TEXT,
-        published REAL,
-        updated REAL,
-        image TEXT,
-        first_seen REAL NOT NULL,
-        UNIQUE (feed_id, key)
-    );
-    CREATE INDEX entries_link ON entries (feed_id, link_key);
-    CREATE INDEX entries_recent ON entries (feed_id, published);
-    CREATE TABLE deliveries (
-        id INTEGER PRIMARY KEY,
-        subscription_id INTEGER NOT NULL REFERENCES subscriptions (id) ON DELETE CASCADE,
-        target TEXT NOT NULL,
-        entry_id INTEGER REFERENCES entries (id) ON DELETE CASCADE,
-        kind TEXT NOT NULL DEFAULT 'entry',
-        entry_ids TEXT,
-        state TEXT NOT NULL DEFAULT 'pending',
-        attempts INTEGER NOT NULL DEFAULT 0,
-        next_attempt REAL NOT NULL DEFAULT 0,
-        lease_until REAL NOT NULL DEFAULT 0,
-        message_id TEXT,
-        error TEXT,
-        created REAL NOT NULL,
-        sent_at REAL,
-        UNIQUE (subscription_id, entry_id)
-    );
-    CREATE INDEX deliveries_outbox ON deliveries (target, state, id);
-    CREATE INDEX deliveries_state ON deliveries (state);
-    CREATE VIRTUAL TABLE entries_fts USING fts5 (
-        title, summary, content = 'entries', content_rowid = 'id',
-        tokenize = 'porter unicode61 remove_diacritics 2'
-    );
-    CREATE TRIGGER entries_fts_insert AFTER INSERT ON entries BEGIN
-        INSERT INTO entries_fts (rowid, title, summary) VALUES (new.id, new.title, new.summary);
-    END;
-    CREATE TRIGGER entries_fts_delete AFTER DELETE ON entries BEGIN
-        INSERT INTO entries_fts (entries_fts, rowid, title, summary) VALUES ('delete', old.id, old.title, old.summary);
-    END;
-    CREATE TRIGGER entries_fts_update AFTER UPDATE OF title, summary ON entries BEGIN
-        INSERT INTO entries_fts (entries_fts, rowid, title, summary) VALUES ('delete', old.id, old.title, old.summary);
-        INSERT INTO entries_fts (rowid, title, summary) VALUES (new.id, new.title, new.summary);
-    END;
-    CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    """,
-    # 2: an entry's thumbnail (an image too narrow for the large image) and the feed's own image
-    """
-    ALTER TABLE entries ADD COLUMN thumbnail TEXT;
-    ALTER TABLE feeds ADD COLUMN image TEXT;
-    """,
-]
+MIGRATIONS: list[str] = SQLITE.migrations()  # the schema (bot.storage.schema) in SQLite's spelling
 
 _TITLE_WEIGHT = 8.0
 # errors about a value, not the database (as PostgreSQL's DataError and friends): a constraint,
@@ -157,12 +58,15 @@ class SQLiteDB:
                 # checked before anything is written: switching a damaged file to WAL would change it first
                 integrity = conn.execute("PRAGMA quick_check").fetchone()
                 if integrity and integrity[0] != "ok":
-                    raise StorageError(f"database {self.path} is corrupted ({integrity[0]}); restore a backup or move it away")
+                    raise StorageError(
+                        f"database {self.path} is corrupted ({integrity[0]}); restore a backup or move it away"
+                    )
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")
                 conn.execute("PRAGMA foreign_keys = ON")
                 conn.execute("PRAGMA busy_timeout = 30000")
                 conn.execute("PRAGMA cache_size = -32000")
+                conn.create_function(SQLITE_LOWER, 1, _lower, deterministic=True)
             except BaseException:
                 conn.close()
                 raise
@@ -263,7 +167,7 @@ class SQLiteDB:
         return await self._guarded(run)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator["SQLiteDB"]:
+    async def transaction(self) -> AsyncIterator[SQLiteDB]:
         async with self._lock:
             self._tx_owner = asyncio.current_task()
             try:
@@ -320,7 +224,8 @@ class _ThreadConn:
         return self._conn.execute(sql, args).fetchall()
 
     async def fetchone(self, sql: str, args: Sequence[Any] = ()) -> Row | None:
-        return self._conn.execute(sql, args).fetchone()
+        row: Row | None = self._conn.execute(sql, args).fetchone()
+        return row
 
     async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
         return self._conn.execute(sql, args).rowcount
@@ -368,21 +273,17 @@ def _split_sql(script: str) -> list[str]:
     return out
 
 
-class SQLiteStorage(SqlStorage):
-    db: SQLiteDB
+def _lower(text: str | None) -> str | None:
+    """Lower-cases text as Python does (SQLite's LOWER folds ASCII only); anything else as it is."""
+    return text.lower() if isinstance(text, str) else text  # NULL stays NULL
 
-    def __init__(self, path: str) -> None:
-        super().__init__(SQLiteDB(path))
 
-    async def apply_polls(self, outcomes: Sequence[PollOutcome]) -> list[PollResult]:
-        """The same writes as :meth:`SqlStorage.apply_polls`, in one trip to the database thread."""
-        if not outcomes:
-            return []
+class Fts5Search:
+    """SQLite's :class:`bot.storage.base.SearchIndex`: FTS5, ranked by bm25, the title weighing more."""
 
-        async def body(tx: Conn) -> list[PollResult]:
-            return [await self._apply_poll(tx, o) for o in outcomes]
-
-        return await self.db.run_transaction(body)
+    def __init__(self, db: SQLiteDB, reader: SqlReader) -> None:
+        self.db = db
+        self.reader = reader
 
     async def search(
         self, query: str, *, guild_id: int | None = None, feed_id: int | None = None, since: float | None = None,
@@ -391,14 +292,14 @@ class SQLiteStorage(SqlStorage):
         match = fts5_query(query)
         if match is None:
             return SearchPage(0, [])
-        where, args = self._guild_scope(guild_id, feed_id)
+        where, args = entry_scope(guild_id, feed_id)
         if since is not None:
             where += " AND COALESCE(e.published, e.first_seen) >= ?"
             args.append(since)
         # One pass ranks every match and counts them (bm25 cannot sit in a window query, hence the CTE);
         # snippets are made afterwards for the page's rows only.
         rows = await self.db.fetchall(
-            f"WITH m AS MATERIALIZED (SELECT rowid AS id, bm25(entries_fts, {_TITLE_WEIGHT}, 1.0) AS r"  # nosec B608 # constant SQL fragments; values are bound
+            f"WITH m AS MATERIALIZED (SELECT rowid AS id, bm25(entries_fts, {_TITLE_WEIGHT}, 1.0) AS r"  # nosec B608 # constant SQL; values are bound
             " FROM entries_fts WHERE entries_fts MATCH ?)"
             f" SELECT e.id, m.r, COUNT(*) OVER () FROM m JOIN entries e ON e.id = m.id WHERE {where}"
             " ORDER BY m.r, COALESCE(e.published, e.first_seen) DESC, e.id DESC LIMIT ? OFFSET ?",
@@ -408,7 +309,7 @@ class SQLiteStorage(SqlStorage):
             if offset <= 0:
                 return SearchPage(0, [])
             count = await self.db.fetchone(
-                f"SELECT COUNT(*) FROM entries_fts JOIN entries e ON e.id = entries_fts.rowid"  # nosec B608 # constant SQL fragments; values are bound
+                "SELECT COUNT(*) FROM entries_fts JOIN entries e ON e.id = entries_fts.rowid"  # nosec B608 # constant SQL; values are bound
                 f" WHERE entries_fts MATCH ? AND {where}", (match, *args),
             )
             return SearchPage(int(count[0]) if count else 0, [])
@@ -416,13 +317,21 @@ class SQLiteStorage(SqlStorage):
         ids = [r[0] for r in rows]
         snippets = {
             r[0]: r[1] for r in await self.db.fetchall(
-                "SELECT rowid, snippet(entries_fts, 1, '**', '**', '…', 24) FROM entries_fts"  # nosec B608 # constant SQL fragments; values are bound
-                f" WHERE entries_fts MATCH ? AND {self._in_list('rowid')}", (match, self._list_param(ids)),
+                "SELECT rowid, snippet(entries_fts, 1, '**', '**', '…', 24) FROM entries_fts"  # nosec B608 # constant SQL; values are bound
+                f" WHERE entries_fts MATCH ? AND {SQLITE.in_list('rowid')}", (match, SQLITE.list_param(ids)),
             )
         }
-        entries = {e.id: e for e in await self.get_entries(ids)}
+        entries = {e.id: e for e in await self.reader.get_entries(ids)}
         hits = [SearchHit(entry=entries[i], feed_name=entries[i].feed_name or "", snippet=snippets.get(i) or "",
                           rank=float(r)) for i, r, _ in rows if i in entries]
         return SearchPage(total, hits)
 
 
+class SQLiteStorage(SqlStorage):
+    """``SQLiteStorage("path/to/herald.db")`` or ``":memory:"``."""
+
+    db: SQLiteDB
+
+    def __init__(self, path: str) -> None:
+        db = SQLiteDB(path)
+        super().__init__(db, SQLITE, Fts5Search(db, SqlReader(db, SQLITE)))
