@@ -68,7 +68,7 @@ def once(config: Path, expect_lines: int) -> float:
     out = subprocess.run([sys.executable, "-m", "bot", "run", "--dry-run", "--once", "--json", "--config", str(config),
                           "--log-level", "warning"], cwd=ROOT, capture_output=True, text=True, check=True)
     elapsed = (time.perf_counter() - t0) * 1000
-    lines = [l for l in out.stdout.splitlines() if l.strip()]
+    lines = [line for line in out.stdout.splitlines() if line.strip()]
     if len(lines) != expect_lines:
         raise SystemExit(f"expected {expect_lines} announcements, got {len(lines)}:\n{out.stderr}")
     return elapsed
@@ -82,15 +82,13 @@ def main() -> int:
     threading.Thread(target=server.run, daemon=True).start()
     server.ready.wait(10)
     results: dict[str, list[float]] = {"first": [], "again": [], "one-new": []}
-    n = 0
-    for _ in range(args.runs):
+    for n in range(1, args.runs + 1):
         tmp = Path(tempfile.mkdtemp(prefix="herald-bench-once-"))
         config = tmp / "herald.toml"
         config.write_text(f'[storage]\nurl = "sqlite:///herald.db"\n[[feeds]]\nurl = "http://127.0.0.1:{server.port}/feed.xml"\n'
                           'name = "vsoch"\nchannels = [1]\nbackfill = 10\n')
         results["first"].append(once(config, 10))
         results["again"].append(once(config, 0))
-        n += 1
         server.add_item(n)
         results["one-new"].append(once(config, 1))
     print(f"{args.runs} runs of `herald run --dry-run --once --json` (fresh process each, seed feed over local HTTP)")

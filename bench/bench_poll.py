@@ -52,7 +52,8 @@ _TICK = os.sysconf("SC_CLK_TCK")
 
 
 def _ctl(port: int, path: str, method: str = "POST") -> Any:
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method, data=b"" if method == "POST" else None)
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
+                                 data=b"" if method == "POST" else None)
     with urllib.request.urlopen(req, timeout=60) as resp:
         return json.loads(resp.read())
 
@@ -240,7 +241,9 @@ def _start_server(feeds: int, seed: int) -> tuple[subprocess.Popen[str], int]:
     return proc, int(line.split()[1])
 
 
-def _run_client(kind: str, args: argparse.Namespace, port: int, server_pid: int, round_: int, workers: int = 0) -> dict[str, Any]:
+def _run_client(
+    kind: str, args: argparse.Namespace, port: int, server_pid: int, round_: int, workers: int = 0,
+) -> dict[str, Any]:
     _ctl(port, "/_ctl/reset")
     with tempfile.TemporaryDirectory(prefix="herald-bench-") as tmp:
         cmd = [sys.executable, "-m", "bench.bench_poll", "--client", kind, "--port", str(port),
@@ -300,7 +303,8 @@ def drive(args: argparse.Namespace) -> dict[str, Any]:
     for client, results in runs.items():
         summary[client] = {p: _summary([x["phases"][p]["feeds_per_s"] for x in results]) for p in SCENARIOS}
         summary[client]["cpu_s_median"] = {
-            p: {k: statistics.median(x["phases"][p]["cpu_s"][k] for x in results) for k in ("main", "workers", "server", "others")}
+            p: {k: statistics.median(x["phases"][p]["cpu_s"][k] for x in results)
+                for k in ("main", "workers", "server", "others")}
             for p in SCENARIOS
         }
         summary[client]["rss_kib_max"] = {
@@ -345,9 +349,11 @@ def _check(runs: dict[str, list[dict[str, Any]]], args: argparse.Namespace) -> l
             for phase, (answers, stored, parsed) in want.items():
                 ph = res["phases"][phase]
                 if ph["server_answers"] != answers:
-                    problems.append(f"{client} repeat {i} {phase}: server answered {ph['server_answers']}, expected {answers}")
+                    problems.append(f"{client} repeat {i} {phase}: server answered {ph['server_answers']}, "
+                                    f"expected {answers}")
                 if ph["entries_stored_total"] != stored:
-                    problems.append(f"{client} repeat {i} {phase}: {ph['entries_stored_total']} entries stored, expected {stored}")
+                    problems.append(f"{client} repeat {i} {phase}: {ph['entries_stored_total']} entries stored, "
+                                    f"expected {stored}")
                 if "parsed" in ph and ph["parsed"] != parsed:
                     problems.append(f"{client} repeat {i} {phase}: parsed {ph['parsed']} feeds, expected {parsed}")
                 if ph.get("errors"):
@@ -376,20 +382,24 @@ def markdown(result: dict[str, Any]) -> str:
     for p in SCENARIOS:
         for c in s:
             cpu = s[c]["cpu_s_median"][p]
-            lines.append(f"| {p} | {c} | {cpu['main']:.2f} | {cpu['workers']:.2f} | {cpu['server']:.2f} | {cpu['others']:.2f} |")
-    lines += ["", "What the server answered and what was stored (first repeat; every repeat is checked, see checks_failed in the JSON)", "",
+            lines.append(f"| {p} | {c} | {cpu['main']:.2f} | {cpu['workers']:.2f} | {cpu['server']:.2f} "
+                         f"| {cpu['others']:.2f} |")
+    lines += ["", "What the server answered and what was stored (first repeat; every repeat is checked, "
+              "see checks_failed in the JSON)", "",
               "| scenario | client | 200 | 304 | parsed | entries stored (total) |", "|---|---|---:|---:|---:|---:|"]
     for p in SCENARIOS:
         for c in s:
             ph = result["runs"][c][0]["phases"][p]
             ans = ph["server_answers"]
             parsed = ph.get("parsed", "")
-            lines.append(f"| {p} | {c} | {ans.get('200', 0)} | {ans.get('304', 0)} | {parsed} | {ph['entries_stored_total']} |")
+            lines.append(f"| {p} | {c} | {ans.get('200', 0)} | {ans.get('304', 0)} | {parsed} "
+                         f"| {ph['entries_stored_total']} |")
     h = s["herald"]
     lines += [
         "",
         f"Herald peak RSS: main process {h['rss_kib_max']['main'] / 1024:.0f} MiB; parse workers "
-        f"{h['rss_kib_max']['pool_worker_max'] / 1024:.0f} MiB each at most, {h['rss_kib_max']['pool_workers_sum'] / 1024:.0f} MiB together; "
+        f"{h['rss_kib_max']['pool_worker_max'] / 1024:.0f} MiB each at most, "
+        f"{h['rss_kib_max']['pool_workers_sum'] / 1024:.0f} MiB together; "
         f"pool warm-up {h['pool_warmup_s']['median'] * 1000:.0f} ms (median, not timed above).",
     ]
     for c in s:

@@ -25,8 +25,9 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -151,7 +152,8 @@ def markdown(out: dict[str, Any], meta: dict[str, Any]) -> str:
              "| what | median | min | max |", "|---|---:|---:|---:|"]
     for name, r in out["results"].items():
         unit, div = ("ms", 1000.0) if r["median_us"] >= 10_000 else ("µs", 1.0)
-        lines.append(f"| {name} | {r['median_us'] / div:.1f} {unit} | {r['min_us'] / div:.1f} {unit} | {r['max_us'] / div:.1f} {unit} |")
+        lines.append(f"| {name} | {r['median_us'] / div:.1f} {unit} | {r['min_us'] / div:.1f} {unit} "
+                     f"| {r['max_us'] / div:.1f} {unit} |")
     return "\n".join(lines) + "\n"
 
 
@@ -166,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     args.rounds = args.rounds or (3 if args.quick else 9)
     args.min_time = args.min_time or (0.1 if args.quick else 0.5)
     out = run(args)
-    meta = {"rounds": args.rounds, "min_time": args.min_time, "nproc": os.cpu_count(), "python": platform.python_version()}
+    meta = {"rounds": args.rounds, "min_time": args.min_time, "nproc": os.cpu_count(),
+            "python": platform.python_version()}
     out["meta"] = meta
     md = markdown(out, meta)
     dest = Path(args.out)

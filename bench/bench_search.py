@@ -24,12 +24,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.decide import decide  # noqa: E402
-from bot.identity import normalise_link  # noqa: E402
-from bot.models import Known, ParsedEntry, Policy  # noqa: E402
-from bot.parse import parse_feed  # noqa: E402
-from bot.storage import open_storage  # noqa: E402
-from bot.storage.base import PollOutcome  # noqa: E402
+from bot.decide import decide
+from bot.identity import normalise_link
+from bot.models import Known, ParsedEntry, Policy
+from bot.parse import parse_feed
+from bot.storage import open_storage
+from bot.storage.base import PollOutcome
 
 SEED = Path(__file__).resolve().parent.parent / "examples" / "seed-vsoch.rss.xml"
 QUERIES = ["kubernetes", "orchestration workload", '"user space"', "résumé", "gpu cloud", "dinosaur",

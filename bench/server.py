@@ -38,7 +38,7 @@ _CTYPE = {"rss": "application/rss+xml; charset=utf-8", "atom": "application/atom
 
 
 class _Served:
-    __slots__ = ("feed", "body", "gz", "etag", "last_modified", "mtime", "ctype")
+    __slots__ = ("body", "ctype", "etag", "feed", "gz", "last_modified", "mtime")
 
     def __init__(self, feed: SyntheticFeed) -> None:
         self.feed = feed
@@ -65,7 +65,7 @@ class FeedServer:
     def reset(self) -> None:
         self.conditional = True
         fresh = []
-        for s, (body, gz, etag, mtime, lm) in zip(self._initial, self._initial_state):
+        for s, (body, gz, etag, mtime, lm) in zip(self._initial, self._initial_state, strict=True):
             s.feed = SyntheticFeed(self.seed, s.feed.index, self.entries)
             s.body, s.gz, s.etag, s.mtime, s.last_modified = body, gz, etag, mtime, lm
             fresh.append(s)
@@ -88,7 +88,7 @@ class FeedServer:
             s = self.served[i]
         except (ValueError, IndexError):
             self._count("404")
-            raise web.HTTPNotFound()
+            raise web.HTTPNotFound() from None
         if self.conditional:
             inm = request.headers.get("If-None-Match")
             ims = request.headers.get("If-Modified-Since")

@@ -9,13 +9,17 @@ import logging
 import signal
 import sys
 import time
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING
 
 from bot import __version__
 from bot.config import Config, load_config, parse_since
-from bot.errors import ConfigError, FeedError, HeraldError, StorageError, UnsafeURL
+from bot.errors import ConfigError, FeedError, HeraldError, UnsafeURL
 from bot.logs import setup_logging
+
+if TYPE_CHECKING:
+    from bot.storage.base import Storage
 
 log = logging.getLogger("herald")
 
@@ -27,7 +31,8 @@ def _parser() -> argparse.ArgumentParser:
 
     def common(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--config", "-c", metavar="PATH", help="config file (default: herald.toml, or $HERALD_CONFIG)")
-        sp.add_argument("--log-level", metavar="LEVEL", help="debug, info, warning or error (default from config: info)")
+        sp.add_argument("--log-level", metavar="LEVEL",
+                        help="debug, info, warning or error (default from config: info)")
         sp.add_argument("--log-format", choices=["text", "json"], help="log format (default from config: text)")
 
     run = sub.add_parser("run", help="poll feeds and announce new entries")
@@ -65,7 +70,8 @@ def _parser() -> argparse.ArgumentParser:
         else:
             sp.add_argument("--json", action="store_true")
 
-    doctor = sub.add_parser("doctor", help="check config, storage, feeds and Discord access, and say how to fix problems")
+    doctor = sub.add_parser("doctor",
+                            help="check config, storage, feeds and Discord access, and say how to fix problems")
     common(doctor)
     return p
 
@@ -77,10 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        if args.command == "preview":
-            config = _load_optional(args.config)
-        else:
-            config = load_config(args.config)
+        config = _load_optional(args.config) if args.command == "preview" else load_config(args.config)
     except ConfigError as exc:
         print(f"herald: {exc}", file=sys.stderr)
         return 2
@@ -173,7 +176,7 @@ async def _dry_run(config: Config, *, once: bool, as_json: bool) -> int:
     return 0
 
 
-def _install_signal_handlers(stop: Callable[[], Any]) -> None:
+def _install_signal_handlers(stop: Callable[[], object]) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:
@@ -226,8 +229,9 @@ async def _preview(config: Config, args: argparse.Namespace) -> int:
                 # a web page: use the feed it advertises, as /feed add does
                 links = find_feed_links(result.body.decode("utf-8", "replace"), result.url)
                 if not links:
-                    print(f"herald: {args.url} is a web page, not a feed, and advertises none (no <link rel=\"alternate\" "
-                          "type=\"application/rss+xml\">); give the feed's own URL", file=sys.stderr)
+                    print(f"herald: {args.url} is a web page, not a feed, and advertises none "
+                          "(no <link rel=\"alternate\" type=\"application/rss+xml\">); give the feed's own URL",
+                          file=sys.stderr)
                     return 1
                 feed_url = links[0]
                 print(f"{args.url} is a web page; using the feed it advertises: {feed_url}", file=sys.stderr)
@@ -257,12 +261,13 @@ async def _preview(config: Config, args: argparse.Namespace) -> int:
             from bot.storage.base import ClaimedDelivery
             from bot.models import Delivery
 
-            claimed = ClaimedDelivery(Delivery(0, 0, (i,), "entry"), Subscription(0, 0, "preview"), [stored], parsed.title)
+            claimed = ClaimedDelivery(Delivery(0, 0, (i,), "entry"), Subscription(0, 0, "preview"), [stored],
+                                      parsed.title)
             print(_human(claimed, payload))
     return 0
 
 
-async def _open_storage(config: Config) -> Any:
+async def _open_storage(config: Config) -> Storage:
     from bot.storage import open_storage
 
     storage = open_storage(config.storage_url())

@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Callable
 from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, TypeAlias
 from urllib.parse import unquote
 
 from bot import limits
@@ -194,6 +195,11 @@ class _Problems(ValueError):
         self.problems = problems
 
 
+# A table's known keys, each with the function that checks and converts its raw TOML value
+# (what each returns depends on the key: a str, an int, a list of snowflakes...).
+_Fields: TypeAlias = dict[str, Callable[[Any], Any]]
+
+
 class _Checker:
     def __init__(self) -> None:
         self.problems: list[str] = []
@@ -204,7 +210,7 @@ class _Checker:
             return None
         return data
 
-    def fields(self, data: dict[str, Any], path: str, spec: dict[str, Callable[[Any], Any]]) -> dict[str, Any]:
+    def fields(self, data: dict[str, Any], path: str, spec: _Fields) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for key, value in data.items():
             where = f"{path}.{key}" if path else key
@@ -363,7 +369,7 @@ def _resolve_file_url(url: str, base: Path) -> str:
     return path.as_uri()
 
 
-_DISCORD = {
+_DISCORD: _Fields = {
     "token_env": _nonempty_str,
     "api_base": _http_base,
     "gateway_url": _ws_url,
@@ -371,8 +377,8 @@ _DISCORD = {
     "alerts_channel": _snowflake,
     "feed_quota": _int_range(0, 100_000),
 }
-_STORAGE = {"url": _nonempty_str}
-_POLLING = {
+_STORAGE: _Fields = {"url": _nonempty_str}
+_POLLING: _Fields = {
     "interval": _positive_duration,
     "timeout": _positive_duration,
     "max_bytes": parse_size,
@@ -385,14 +391,14 @@ _POLLING = {
     "parse_workers": _int_range(0, 256),
     "parse_timeout": _positive_duration,
 }
-_HTTP = {"listen": _listen}
-_LOGGING = {"level": _level, "format": _log_format}
+_HTTP: _Fields = {"listen": _listen}
+_LOGGING: _Fields = {"level": _level, "format": _log_format}
 # per-feed message options: settable in [[feeds]], with their global default in [defaults]
-_MESSAGE_OPTIONS: dict[str, Callable[[Any], Any]] = {
+_MESSAGE_OPTIONS: _Fields = {
     "summary_length": _int_range(0, MAX_SUMMARY_LENGTH),
     "feed_image": _bool,
 }
-_FEED = {
+_FEED: _Fields = {
     "url": _feed_url,
     "name": _nonempty_str,
     "channels": _snowflakes,
@@ -408,7 +414,7 @@ _FEED = {
     "guild_id": _snowflake,
     **_MESSAGE_OPTIONS,
 }
-_SECTIONS: dict[str, dict[str, Callable[[Any], Any]]] = {
+_SECTIONS: dict[str, _Fields] = {
     "discord": _DISCORD,
     "storage": _STORAGE,
     "polling": _POLLING,
@@ -509,7 +515,8 @@ def unreadable_files(config: Config) -> list[str]:
         elif not path.is_file():
             problems.append(f"{where}: {path} is not a file")
         elif not os.access(path, os.R_OK):
-            problems.append(f"{where}: {path} cannot be read by this user; make it readable for the user Herald runs as")
+            problems.append(f"{where}: {path} cannot be read by this user; "
+                            "make it readable for the user Herald runs as")
     return problems
 
 

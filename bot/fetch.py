@@ -23,7 +23,10 @@ from bot.netguard import GuardedResolver, check_url, unsafe_cause
 MAX_REDIRECTS = 5
 # Herald decompresses bodies itself (see Fetcher._read_capped), so it offers only what it decodes.
 ACCEPT_ENCODING = "gzip, deflate"
-ACCEPT = "application/rss+xml, application/atom+xml, application/feed+json, application/json;q=0.9, application/xml;q=0.9, text/xml;q=0.8, */*;q=0.5"
+ACCEPT = (
+    "application/rss+xml, application/atom+xml, application/feed+json, application/json;q=0.9, "
+    "application/xml;q=0.9, text/xml;q=0.8, */*;q=0.5"
+)
 
 
 class RefusedURL(FetchError, UnsafeURL):
@@ -47,7 +50,7 @@ class FetchResult:
         return hashlib.sha256(self.body).hexdigest()
 
 
-def _inflater(encoding: str, head: bytes) -> "zlib._Decompress | None":
+def _inflater(encoding: str, head: bytes) -> zlib._Decompress | None:
     """A decompressor for a Content-Encoding (``head``: the body's first bytes), None for none."""
     enc = encoding.strip().lower()
     if enc in ("", "identity"):
@@ -73,8 +76,6 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
         return None
     return max(0.0, when.timestamp() - (now if now is not None else time.time()))
 
@@ -109,7 +110,8 @@ class Fetcher:
                 resolver=GuardedResolver(self._resolver, allowed=self._public_addresses) if guarded else self._resolver,
             )
             session = aiohttp.ClientSession(
-                connector=connector, headers={"User-Agent": self.user_agent, "Accept": ACCEPT, "Accept-Encoding": ACCEPT_ENCODING},
+                connector=connector,
+                headers={"User-Agent": self.user_agent, "Accept": ACCEPT, "Accept-Encoding": ACCEPT_ENCODING},
                 auto_decompress=False, trust_env=False,
             )
             self._sessions[guarded] = session
@@ -120,7 +122,7 @@ class Fetcher:
             await s.close()
         self._sessions.clear()
 
-    async def __aenter__(self) -> "Fetcher":
+    async def __aenter__(self) -> Fetcher:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -180,7 +182,8 @@ class Fetcher:
                         permanent = current if all_permanent else None
                         continue
                     if resp.status == 304:
-                        return FetchResult(304, current, permanent_url=permanent, etag=etag, last_modified=last_modified)
+                        return FetchResult(304, current, permanent_url=permanent, etag=etag,
+                                           last_modified=last_modified)
                     if resp.status == 410:
                         raise FeedGone("HTTP 410 Gone: the feed was removed", status=410)
                     if resp.status in (429, 503):
@@ -216,7 +219,7 @@ class Fetcher:
         at most up to what max_bytes still allows, so a gzip bomb (1 GB of zeros in 1 MB)
         costs max_bytes of memory, whatever aiohttp version decodes the HTTP around it."""
         encoding = resp.headers.get("Content-Encoding", "")
-        inflater: "zlib._Decompress | None" = None
+        inflater: zlib._Decompress | None = None
         chunks: list[bytes] = []
         size = 0
         started = False

@@ -14,8 +14,9 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -57,7 +58,8 @@ class Metrics:
                                        buckets=_FETCH_BUCKETS, registry=r)
         self.parse_seconds = Histogram("herald_parse_seconds", "Time to parse one feed body.",
                                        buckets=_PARSE_BUCKETS, registry=r)
-        self.entries_stored = Counter("herald_entries_stored", "Entries stored (new entries seen in feeds).", registry=r)
+        self.entries_stored = Counter("herald_entries_stored", "Entries stored (new entries seen in feeds).",
+                                      registry=r)
         self.feed_pauses = Counter("herald_feed_pauses", "Feeds paused by Herald (gone, or failing for too long).",
                                    registry=r)
         self.last_cycle = Gauge("herald_last_poll_cycle_timestamp_seconds",

@@ -128,7 +128,7 @@ DEC_DIGITS = frozenset(string.digits)
 
 def address_problem(ip: str) -> str | None:
     """Why an address may not be fetched, or None when it is public."""
-    text, zone = (ip.split("%", 1) + [""])[:2]
+    text, _, zone = ip.partition("%")
     try:
         addr = ipaddress.ip_address(text)
     except ValueError:
@@ -327,7 +327,9 @@ class GuardedResolver(AbstractResolver):
         self._inner = inner or DefaultResolver()
         self._allowed = allowed  # addresses treated as public (tests stand public hosts up on 127.0.0.x)
 
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET,
+    ) -> list[ResolveResult]:
         results = await self._inner.resolve(host, port, family)
         allowed: list[ResolveResult] = []
         problems: list[str] = []

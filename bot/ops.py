@@ -12,6 +12,7 @@ import logging
 import math
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -23,7 +24,16 @@ from bot.metrics import CONTENT_TYPE, Metrics
 from bot.pipeline import POLLER_MAX_SLEEP, feed_lease
 
 if TYPE_CHECKING:
+    import discord
+
     from bot.app import Herald
+
+    # logging.LoggerAdapter is generic for type checkers only (not subscriptable at run time on 3.10).
+    _LoggerAdapter = logging.LoggerAdapter[logging.Logger]
+else:
+    _LoggerAdapter = logging.LoggerAdapter
+
+_Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 log = logging.getLogger("herald.ops")
 
@@ -56,12 +66,13 @@ def split_listen(listen: str) -> tuple[str, int]:
 class OpsServer:
     """Serves ``/healthz`` and ``/metrics`` for one Herald (and its bot, when not a dry run)."""
 
-    def __init__(self, herald: "Herald", listen: str, *, bot: Any = None, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, herald: Herald, listen: str, *, bot: discord.Client | None = None, metrics: Metrics | None = None,
+    ) -> None:
         self.herald = herald
         self.listen = listen
         self.bot = bot
-        self.metrics = metrics if metrics is not None else \
-            (herald.metrics if isinstance(herald.metrics, Metrics) else None)
+        self.metrics = metrics if metrics is not None else _scraped(herald.metrics)
         self.bound = scheduler_bound(herald.config)
         self._runner: web.BaseRunner | None = None
         self._http: _HttpServer | None = None
@@ -97,7 +108,7 @@ class OpsServer:
         if runner is not None:
             await runner.cleanup()
 
-    async def __aenter__(self) -> "OpsServer":
+    async def __aenter__(self) -> OpsServer:
         await self.start()
         return self
 
@@ -105,7 +116,6 @@ class OpsServer:
         await self.stop()
 
     async def _dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
-        self._http.head_received(request.protocol)
         route = {HEALTH_PATH: self._healthz, METRICS_PATH: self._metrics}.get(request.path)
         if route is None:
             return web.Response(status=404, text=f"not found; this server answers {HEALTH_PATH} and {METRICS_PATH}\n")
@@ -121,7 +131,7 @@ class OpsServer:
         checks["storage"] = await self._check_storage()
         checks["scheduler"] = self._check_scheduler()
         if self.bot is not None:
-            checks["gateway"] = self._check_gateway()
+            checks["gateway"] = self._check_gateway(self.bot)
         failed = [f"{name}: {c['error']}" for name, c in checks.items() if not c["ok"]]
         report: dict[str, Any] = {"status": "ok" if not failed else "unhealthy", "checks": checks}
         if failed:
@@ -154,8 +164,7 @@ class OpsServer:
             return dict(out, ok=False, error=f"the last poll cycle finished {age:.0f}s ago (limit {self.bound:.0f}s)")
         return dict(out, ok=True)
 
-    def _check_gateway(self) -> dict[str, Any]:
-        bot = self.bot
+    def _check_gateway(self, bot: discord.Client) -> dict[str, Any]:
         if bot.is_closed():
             return {"ok": False, "error": "the bot is shut down"}
         if not bot.is_ready():
@@ -182,7 +191,7 @@ class OpsServer:
             return web.Response(status=404, text="metrics are not enabled in this process\n")
         connected = latency = None
         if self.bot is not None:
-            connected = self._check_gateway()["ok"]
+            connected = self._check_gateway(self.bot)["ok"]
             latency = self.bot.latency if connected else None
         await self.metrics.refresh(
             storage=self.herald.storage, last_cycle=self.herald.poller.last_cycle, gateway_connected=connected,
@@ -191,41 +200,52 @@ class OpsServer:
         return web.Response(body=self.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
 
+def _scraped(metrics: object) -> Metrics | None:
+    """The metrics ``/metrics`` serves: Herald's Prometheus :class:`Metrics` (any other
+    :class:`~bot.counters.Counters`, such as ``NoCounters``, has nothing to serve)."""
+    return metrics if isinstance(metrics, Metrics) else None
+
+
 class _HttpServer(web.Server):
     """aiohttp's low-level server, plus a deadline for the request head: a connection that has
     not sent a whole request line and headers ``header_timeout`` seconds after it opened is
     closed (aiohttp itself waits for a first request as long as its keep-alive allows, or
-    forever in some versions)."""
+    forever in some versions). ``handler`` is called once the head has arrived."""
 
-    def __init__(self, handler: Any, *, header_timeout: float, **kwargs: Any) -> None:
-        super().__init__(handler, **kwargs)
+    def __init__(self, handler: _Handler, *, header_timeout: float, **kwargs: Any) -> None:
+        super().__init__(self._head_received_then, **kwargs)
+        self._handler = handler
         self.header_timeout = header_timeout
-        self._deadlines: dict[Any, asyncio.TimerHandle] = {}
+        self._deadlines: dict[web.RequestHandler, asyncio.TimerHandle] = {}
 
-    def connection_made(self, handler: Any, transport: asyncio.Transport) -> None:
+    async def _head_received_then(self, request: web.BaseRequest) -> web.StreamResponse:
+        self.head_received(request.protocol)
+        return await self._handler(request)
+
+    def connection_made(self, handler: web.RequestHandler, transport: asyncio.Transport) -> None:
         super().connection_made(handler, transport)
         loop = asyncio.get_running_loop()
         self._deadlines[handler] = loop.call_later(self.header_timeout, self._too_slow, handler, transport)
 
-    def connection_lost(self, handler: Any, exc: BaseException | None = None) -> None:
+    def connection_lost(self, handler: web.RequestHandler, exc: BaseException | None = None) -> None:
         timer = self._deadlines.pop(handler, None)
         if timer is not None:
             timer.cancel()
         super().connection_lost(handler, exc)
 
-    def head_received(self, handler: Any) -> None:
+    def head_received(self, handler: web.RequestHandler) -> None:
         """A whole request head arrived on this connection: from now on aiohttp's keep-alive timeout applies."""
         timer = self._deadlines.pop(handler, None)
         if timer is not None:
             timer.cancel()
 
-    def _too_slow(self, handler: Any, transport: asyncio.Transport) -> None:
+    def _too_slow(self, handler: web.RequestHandler, transport: asyncio.Transport) -> None:
         self._deadlines.pop(handler, None)
         log.debug("ops server: closed a connection that sent no complete request within %gs", self.header_timeout)
         transport.abort()
 
 
-class _ServerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+class _ServerLog(_LoggerAdapter):
     """The logger aiohttp's server writes to. A request refused as malformed or oversized (the
     client's fault) is one line, at most once per :data:`REFUSED_LOG_INTERVAL`, without a
     traceback or any of the request's bytes; an error in Herald's own handlers keeps its traceback."""
@@ -253,11 +273,11 @@ class _ServerLog(logging.LoggerAdapter):  # type: ignore[type-arg]
                             type(exc).__name__, exc.code or 400, more)
 
 
-async def start_ops(config: Config, herald: "Herald", *, bot: Any = None) -> OpsServer | None:
-    """Starts the ops server when ``[http] listen`` (or ``$HERALD_HTTP_LISTEN``) is set."""
+async def start_ops(config: Config, herald: Herald, *, bot: discord.Client | None = None) -> OpsServer | None:
+    """Starts the ops server when ``[http] listen`` (or ``$HERALD_HTTP_LISTEN``) is set. It serves
+    the bot's metrics (which count its Discord requests too) when the bot has them, else the Herald's."""
     if not config.http.listen:
         return None
-    metrics = getattr(bot, "metrics", None) or herald.metrics
-    server = OpsServer(herald, config.http.listen, bot=bot, metrics=metrics if isinstance(metrics, Metrics) else None)
+    server = OpsServer(herald, config.http.listen, bot=bot, metrics=_scraped(getattr(bot, "metrics", None)))
     await server.start()
     return server

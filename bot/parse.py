@@ -12,8 +12,9 @@ import json
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 from urllib.parse import urljoin
 
 import feedparser
@@ -232,9 +233,9 @@ def _plain_title(d: Any) -> str:
 def _first_link(e: Any) -> str | None:
     link = e.get("link")
     if not link:
-        for l in e.get("links", []) or []:
-            if l.get("rel", "alternate") == "alternate" and l.get("href"):
-                link = l["href"]
+        for candidate in e.get("links", []) or []:
+            if candidate.get("rel", "alternate") == "alternate" and candidate.get("href"):
+                link = candidate["href"]
                 break
     if not link:
         guid = e.get("id", "")

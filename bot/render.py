@@ -298,7 +298,9 @@ def render_entry(entry: StoredEntry, feed_title: str | None, sub: Subscription |
     return payload
 
 
-def render_digest(entries: list[StoredEntry], feed_title: str | None, sub: Subscription | None = None) -> dict[str, Any]:
+def render_digest(
+    entries: list[StoredEntry], feed_title: str | None, sub: Subscription | None = None,
+) -> dict[str, Any]:
     """One message that lists entries not announced one by one."""
     name = " ".join(escape.clean(feed_title or "").split()) or "this feed"
     title = truncate(f"and {len(entries)} more from {escape_markdown(name)}", limits.EMBED_TITLE)

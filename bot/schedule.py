@@ -6,6 +6,8 @@ import random
 
 JITTER = 0.1  # ±10 % of the interval, so feeds added together drift apart
 MIN_RETRY = 30.0
+MAX_DOUBLINGS = 30  # the backoff doubles at most this many times (2**30 · 30 s is far past any max_backoff)
+MAX_RETRY_AFTER = 7 * 86400.0  # a server's Retry-After is obeyed up to a week
 
 
 def next_fetch(
@@ -23,12 +25,12 @@ def next_fetch(
     if errors <= 0:
         delay = interval
     else:
-        delay = min(max_backoff, max(MIN_RETRY, interval) * (2 ** min(errors - 1, 30)))
+        delay = min(max_backoff, max(MIN_RETRY, interval) * (2 ** min(errors - 1, MAX_DOUBLINGS)))
     delay *= 1 + r.uniform(-JITTER, JITTER)
     if errors > 0 and delay > max_backoff:
         delay = max_backoff * (1 - r.uniform(0, JITTER))
     if retry_after is not None:
-        delay = max(delay, min(retry_after, 7 * 86400.0))
+        delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
     return now + delay
 
 
