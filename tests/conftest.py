@@ -20,6 +20,12 @@ if str(ROOT) not in sys.path:  # `import bot` and `import tests.x` also under a 
 from tests.feedserver import FeedServer  # noqa: E402
 from tests.support import TOKEN, TOKEN_ENV  # noqa: E402
 
+# Fixtures that several modules use, offered to all of them from here (a module that imported one
+# and named it as a parameter would shadow its own import): the misbehaving feed server, and the
+# storage backend fixture that runs a test on SQLite and on PostgreSQL.
+from tests.hostile import server  # noqa: E402, F401
+from tests.test_storage_contract import backend  # noqa: E402, F401
+
 pytest_plugins = ("pytester",)  # tests/test_first_hour.py runs the unclosed-session check on a leaking test
 
 # What aiohttp logs (through asyncio's exception handler) for a session or connector that was
@@ -77,12 +83,12 @@ def seed_bytes() -> bytes:
 @pytest.fixture
 async def feed_server() -> AsyncIterator[FeedServer]:
     """A started :class:`tests.feedserver.FeedServer` on 127.0.0.1, closed after the test."""
-    server = FeedServer()
-    await server.start()
+    feeds = FeedServer()
+    await feeds.start()
     try:
-        yield server
+        yield feeds
     finally:
-        await server.close()
+        await feeds.close()
 
 
 @pytest.fixture

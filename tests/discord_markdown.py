@@ -31,7 +31,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["Span", "Reading", "read"]
+__all__ = ["Reading", "Span", "read"]
 
 
 @dataclass(frozen=True)

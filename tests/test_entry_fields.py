@@ -71,7 +71,8 @@ def test_a_mastodon_status_without_a_title_gets_its_first_sentence() -> None:
 
 def test_a_title_that_is_only_the_status_url_is_replaced_by_the_text() -> None:
     link = "https://micro.example/2024/05/01/120000.html"
-    e = one(rss([{"title": link, "link": link, "guid": "g", "description": "<p>Coffee, then a long walk by the sea</p>"}]))
+    text = "<p>Coffee, then a long walk by the sea</p>"
+    e = one(rss([{"title": link, "link": link, "guid": "g", "description": text}]))
     assert e.title == "Coffee, then a long walk by the sea"
 
 
@@ -135,7 +136,8 @@ GITHUB_COMMITS = b"""<?xml version="1.0" encoding="UTF-8"?>
     <updated>2024-05-02T10:00:00Z</updated>
     <media:thumbnail height="30" width="30" url="https://avatars.githubusercontent.com/u/1?s=30&amp;v=4"/>
     <author><name>octocat</name><uri>https://github.com/octocat</uri></author>
-    <content type="html">&lt;pre style='white-space:pre-wrap;width:81ex'&gt;Fix the parser on empty titles&lt;/pre&gt;</content>
+    <content type="html">&lt;pre style='white-space:pre-wrap;width:81ex'&gt;Fix the parser on empty titles&lt;/pre&gt;
+    </content>
   </entry>
 </feed>"""
 
@@ -399,7 +401,7 @@ async def test_json_is_the_exact_body_the_sink_sends(tmp_path, fake, monkeypatch
     [chan] = [line for line in lines if line["feed"] == "chan"]
     hook_path = urlsplit(hook_url).path
     token = hook_path.rsplit("/", 1)[1]
-    for line, req in zip(hooked, hook_reqs):
+    for line, req in zip(hooked, hook_reqs, strict=True):
         # the same JSON, key for key and in the same order: what was printed is what is sent
         assert json.dumps(line["payload"]) == json.dumps(req.json)
         assert line["payload"]["username"] == "Feed Bot" and line["payload"]["avatar_url"] == "https://example.org/a.png"

@@ -87,7 +87,8 @@ def test_media_content_without_a_type_is_used_and_the_widest_wins() -> None:
 
 def test_the_episodes_itunes_image() -> None:
     [e] = parse("feed-itunes.xml").entries
-    assert e.image == "http://static.libsyn.com/p/assets/6/f/b/6/6fb68f57fbe00fb1/JRE1109.jpg"  # the episode's, not the show's
+    # the episode's image, not the show's
+    assert e.image == "http://static.libsyn.com/p/assets/6/f/b/6/6fb68f57fbe00fb1/JRE1109.jpg"
     entries = parse("giantbomb-podcast-3.rss").entries
     assert [e.image for e in entries] == [
         "https://giantbomb1.cbsistatic.com/uploads/original/0/30/3132120-mspac-marquee-full.jpg?20191008",
@@ -107,7 +108,8 @@ def test_a_small_content_image_is_a_thumbnail() -> None:
 
 def test_a_1x1_pixel_and_a_share_icon_before_the_picture_are_skipped() -> None:
     html = ('<p><img src="https://stats.example/p.gif" width="1" height="1">'
-            '<a href="https://share.example/"><img src="https://blog.example/icons/facebook.png" alt="Share on Facebook"></a>'
+            '<a href="https://share.example/">'
+            '<img src="https://blog.example/icons/facebook.png" alt="Share on Facebook"></a>'
             '<img src="https://blog.example/emoji.png" class="wp-smiley" width="72">'
             '<img src="https://blog.example/avatar.jpg" width="32" height="32">'
             '<img src="https://blog.example/photo.jpg" width="800" height="600"> Text.</p>')

@@ -114,7 +114,7 @@ def test_rules_separators_and_images_are_dropped() -> None:
 def test_links(fragment: str, expected: str) -> None:
     out = md(fragment)
     assert out == expected
-    for shown, url in read(out).links:
+    for _shown, url in read(out).links:
         assert url.startswith("https://")
 
 
@@ -156,7 +156,8 @@ def test_a_description_that_is_all_html_escaped_twice_is_unescaped_once() -> Non
 
 def test_text_that_only_mentions_a_tag_stays_text() -> None:
     assert md("<p>&lt;P&gt; starts a paragraph</p>") == "<P> starts a paragraph"
-    assert md("<p>use &lt;br&gt; &lt;/br&gt; rarely</p>") == "use <br> \\</br> rarely"  # "</" could start a command mention
+    # "</" could start a command mention
+    assert md("<p>use &lt;br&gt; &lt;/br&gt; rarely</p>") == "use <br> \\</br> rarely"
 
 
 def test_html_in_code_is_not_unescaped() -> None:
@@ -169,7 +170,8 @@ def test_whitespace_is_tidy() -> None:
 
 
 def test_plain_text_keeps_line_breaks_but_loses_the_xml_indentation() -> None:
-    text = "\n                First line\n                second *line*\n\n\n\n                https://youtu.be/x_y\n            "
+    indent = " " * 16
+    text = f"\n{indent}First line\n{indent}second *line*\n\n\n\n{indent}https://youtu.be/x_y\n            "
     assert md(text) == "First line\nsecond \\*line\\*\n\n<https://youtu.be/x_y>"
 
 
@@ -463,5 +465,5 @@ def test_a_number_at_a_line_start_is_escaped_only_where_it_would_start_a_list() 
     assert md("<p>3.9.0</p>") == "3.9.0" and md("<p>2.5x faster</p>") == "2.5x faster"
     assert md("<p>1. item</p>") == "1\\. item" and md("<p>12) x</p>") == "12\\) x" and md("<p>1.</p>") == "1\\."
     assert md("<p>1.\u00a0item</p>").startswith("1\\.")
-    for html in ("<p>3.9.0</p>", "<p>1. item</p>", "<p>1.</p>"):
-        assert read(md(html)).of("list") == []
+    for fragment in ("<p>3.9.0</p>", "<p>1. item</p>", "<p>1.</p>"):
+        assert read(md(fragment)).of("list") == []

@@ -35,7 +35,7 @@ from tests.discord_harness import fake_discord_toml
 from tests.faultkit import LogWaiter, herald_config, record
 from tests.support import RecordingSink, make_config
 from tests.fakediscord import FakeDiscord
-from tests.hostile import HostileServer, server  # noqa: F401 - the fixture
+from tests.hostile import HostileServer
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:feedparser")
 
@@ -342,7 +342,7 @@ channels = [{channels[1]}]
                 assert running(worker)
                 started = time.monotonic()
                 p.send_signal(signal.SIGTERM)
-                out, err = await asyncio.to_thread(p.communicate, timeout=60)
+                _out, err = await asyncio.to_thread(p.communicate, timeout=60)
                 took = time.monotonic() - started
                 left = session_processes(p.pid)
             finally:
@@ -376,7 +376,7 @@ backfill = 1
         args = ("--once", "--dry-run") if mode == "dry-run" else ("--once",)
         p = herald_process(tmp_path, cfg, "storage", *args)
         try:
-            out, err = await asyncio.to_thread(p.communicate, timeout=60)  # a hang fails here
+            _out, err = await asyncio.to_thread(p.communicate, timeout=60)  # a hang fails here
         finally:
             cleanup(p)
         assert p.returncode == 1, err[-3000:]
@@ -423,9 +423,9 @@ async def test_deeply_nested_json_is_not_a_feed(where):
 async def ops(tmp_path):
     config = make_config(tmp_path, [{"url": (tmp_path / "f.xml").as_uri(), "channels": [1]}],
                          http={"listen": "127.0.0.1:0"})
-    async with Herald(config, RecordingSink(), parse_inline=True, metrics=Metrics()) as herald:
-        async with OpsServer(herald, config.http.listen) as server:
-            yield server
+    async with (Herald(config, RecordingSink(), parse_inline=True, metrics=Metrics()) as herald,
+                OpsServer(herald, config.http.listen) as server):
+        yield server
 
 
 async def test_a_100kb_header_gets_a_4xx_and_no_traceback(ops, caplog):

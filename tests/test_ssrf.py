@@ -24,7 +24,7 @@ from bot.netguard import (SPECIAL_PURPOSE_IPV4, SPECIAL_PURPOSE_IPV6, address_pr
 from bot.parsepool import ParsePool
 from tests import hostile
 from tests.faultkit import record
-from tests.hostile import HostileServer, server  # noqa: F401 - the fixture
+from tests.hostile import HostileServer
 from tests.test_faults_fetch import FakeDNS
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:feedparser")
@@ -197,9 +197,9 @@ def test_fold_host_reads_unicode_digits_and_dots_like_idna():
 
 _NUMBER_LABEL = st.one_of(
     st.integers(0, 2**32 - 1).map(str),
-    st.integers(0, 2**32 - 1).map(lambda n: "0x%x" % n),
-    st.integers(0, 2**32 - 1).map(lambda n: "0X%X" % n),
-    st.integers(0, 2**32 - 1).map(lambda n: "0%o" % n),
+    st.integers(0, 2**32 - 1).map(lambda n: f"0x{n:x}"),
+    st.integers(0, 2**32 - 1).map(lambda n: f"0X{n:X}"),
+    st.integers(0, 2**32 - 1).map(lambda n: f"0{n:o}"),
     st.text(alphabet="0123456789abcdefxX", min_size=0, max_size=6),
 )
 
@@ -279,10 +279,9 @@ async def test_a_redirect_with_a_raw_utf8_location_to_the_internal_host_is_refus
     server.redirect("/moved-relative.xml", f"//１２７．０．０．２:{port}/feed", 301)
     server.redirect("/moved-hex.xml", f"http://0x7f.0.0.2:{port}/feed", 307)
     # the Location goes over the wire as raw UTF-8 bytes
-    async with aiohttp.ClientSession() as s:
-        async with s.get(server.url("/moved.xml"), allow_redirects=False) as resp:
-            raw = dict(resp.raw_headers)[b"Location"]
-    assert raw == f"http://１２７.０.０.２:{port}/feed".encode("utf-8")
+    async with aiohttp.ClientSession() as s, s.get(server.url("/moved.xml"), allow_redirects=False) as resp:
+        raw = dict(resp.raw_headers)[b"Location"]
+    assert raw == f"http://１２７.０.０.２:{port}/feed".encode()
     server.serve("/feed.xml", hostile.feed(range(2), title="Public feed"))
     server.redirect("/old.xml", "/feed.xml", 301)
     parser = ParsePool(inline=True)

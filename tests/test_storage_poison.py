@@ -13,7 +13,8 @@ import asyncio
 import hashlib
 import json
 import logging
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import pytest
 from hypothesis import given, settings
@@ -33,7 +34,7 @@ from bot.storage.sql import SqlStorage
 from tests.feedserver import FeedServer, numbered_items, rss
 from tests.support import START, Clock, RecordingSink
 from tests.test_pipeline import feed_info, once, pipeline_config
-from tests.test_storage_contract import NOW, Backend, backend, channel_feed, count, entry  # noqa: F401 - the fixture
+from tests.test_storage_contract import NOW, Backend, channel_feed, count, entry
 
 WAIT = 10.0  # a bound on waiting for futures: a pending one is a hang, not slowness
 
@@ -91,13 +92,13 @@ async def test_nul_bytes_are_stripped_and_the_good_feed_is_stored(backend: Backe
     st = backend.storage
     bad_entry = poison("Nul\x00title", "body\x00text here", key="id:gu\x00id", link="https://bad.example/p\x00ost",
                        author="Mal\x00lory", image="https://bad.example/i\x00.png")
-    good, bad, results = await apply_good_and_bad(st, [bad_entry], bad_title="Bad\x00 feed")
+    _good, bad, results = await apply_good_and_bad(st, [bad_entry], bad_title="Bad\x00 feed")
     assert results[1].stored == 1
     [(key, link_key, title, link, summary, author, image)] = await stored(st, bad)
     assert (title, link, summary, author, image) == (
         "Nultitle", "https://bad.example/post", "bodytext here", "Mallory", "https://bad.example/i.png")
     # a key that held NUL cannot be stored as it is: a prefix and a hash of the whole, unlike "id:guid"
-    assert key == "id:guid" + KEY_HASH_MARK + hashlib.sha256("id:gu\x00id".encode()).hexdigest()
+    assert key == "id:guid" + KEY_HASH_MARK + hashlib.sha256(b"id:gu\x00id").hexdigest()
     assert link_key is not None and "\x00" not in link_key and KEY_HASH_MARK in link_key
     [(feed_title,)] = await st.db.fetchall("SELECT title FROM feeds WHERE id = ?", (bad,))
     assert feed_title == "Bad feed"
@@ -111,11 +112,12 @@ async def test_lone_surrogates_are_stripped_and_the_good_feed_is_stored(backend:
     st = backend.storage
     bad_entry = poison("Sur\ud800rogate", "half \udfff a pair \ud83d", key="id:\ud800lone",
                        link="https://bad.example/\udc80x", author="\ud800")
-    good, bad, results = await apply_good_and_bad(st, [bad_entry], bad_title="\udc80Bad feed")
+    _good, bad, results = await apply_good_and_bad(st, [bad_entry], bad_title="\udc80Bad feed")
     assert results[1].stored == 1
     [(key, link_key, title, link, summary, author, _)] = await stored(st, bad)
     assert (title, link, summary, author) == ("Surrogate", "https://bad.example/x", "half  a pair ", "")
-    assert key == "id:lone" + KEY_HASH_MARK + hashlib.sha256("id:\ud800lone".encode("utf-8", "surrogatepass")).hexdigest()
+    whole = "id:\ud800lone".encode("utf-8", "surrogatepass")
+    assert key == "id:lone" + KEY_HASH_MARK + hashlib.sha256(whole).hexdigest()
     assert link_key is not None and KEY_HASH_MARK in link_key
     assert (await st.db.fetchall("SELECT title FROM feeds WHERE id = ?", (bad,))) == [("Bad feed",)]
     again = await outcome_for(st, bad, [bad_entry], first=False)
@@ -137,7 +139,7 @@ async def test_twelve_kilobyte_guids_and_links_are_capped_and_stay_distinct(back
     link = "https://bad.example/" + _incompressible(12_000, "link")
     twin = guid[:-1] + ("0" if guid[-1] != "0" else "1")  # differs in its last character only
     entries = [poison("Long one", key=guid, link=link), poison("Long twin", key=twin, link=link + "/twin")]
-    good, bad, results = await apply_good_and_bad(st, entries)
+    _good, bad, results = await apply_good_and_bad(st, entries)
     assert results[1].stored == 2  # two GUIDs differing at the end are two entries
     rows = await stored(st, bad)
     assert [r[2] for r in rows] == ["Long twin", "Long one"] or [r[2] for r in rows] == ["Long one", "Long twin"]
@@ -159,7 +161,7 @@ async def test_huge_titles_and_summaries_are_capped_and_searchable(backend: Back
     title = "Gargantuan " + " ".join(f"w{i}" for i in range(300_000))
     summary = "Colossal " + " ".join(f"s{i}" for i in range(600_000))  # several MB
     assert len(summary) > 4_000_000
-    good, bad, results = await apply_good_and_bad(st, [poison(title, summary)], bad_title=title)
+    _good, bad, results = await apply_good_and_bad(st, [poison(title, summary)], bad_title=title)
     assert results[1].stored == 1
     [(_, _, got_title, _, got_summary, _, _)] = await stored(st, bad)
     assert got_title == title[:MAX_TITLE_CHARS] and got_summary == summary[:MAX_SUMMARY_CHARS]
@@ -174,7 +176,7 @@ async def test_the_densest_text_at_the_caps_fits_the_search_index(backend: Backe
     both caps: PostgreSQL's 1 MB tsvector limit is never reached."""
     st = backend.storage
     dense = " ".join(chr(0x4E00 + i % 20_000) for i in range(MAX_SUMMARY_CHARS))
-    good, bad, results = await apply_good_and_bad(st, [poison(dense, dense)])
+    _good, bad, results = await apply_good_and_bad(st, [poison(dense, dense)])
     assert results[1].stored == 1
     [(_, _, got_title, _, got_summary, _, _)] = await stored(st, bad)
     assert (len(got_title), len(got_summary)) == (MAX_TITLE_CHARS, MAX_SUMMARY_CHARS)
@@ -209,7 +211,7 @@ async def test_both_backends_tell_a_refused_value_from_a_database_failure(backen
     database failing is a plain :class:`StorageError`, on SQLite as on PostgreSQL."""
     db = backend.storage.db
     await db.execute("INSERT INTO kv (key, value) VALUES ('k', 'v')")
-    with pytest.raises(DataRejected, match="(?i)unique"):
+    with pytest.raises(DataRejected, match=r"(?i)unique"):
         await db.execute("INSERT INTO kv (key, value) VALUES ('k', 'v')")
     with pytest.raises(DataRejected, match="surrogates not allowed"):
         await db.execute("INSERT INTO kv (key, value) VALUES ('s', ?)", ("\ud800",))
@@ -307,7 +309,7 @@ def outcome(feed_id: int) -> PollOutcome:
 async def submit_all(storage: StubStorage, ids: list[int]) -> list[asyncio.Future[PollResult]]:
     batcher = _WriteBatcher(storage)  # type: ignore[arg-type]
     futs = [batcher.submit(outcome(i)) for i in ids]  # queued before the writer runs: one batch
-    done, pending = await asyncio.wait(futs, timeout=WAIT)
+    _done, pending = await asyncio.wait(futs, timeout=WAIT)
     assert not pending, "a future was left pending"
     return futs
 
