@@ -26,11 +26,11 @@ from bot.fields import (clean_author, entry_images, fallback_title, feed_image_u
                         title_is_missing, tolerant_date)
 from bot.identity import entry_key, normalise_link
 from bot.images import ChosenImage, ImageCandidate, choose_image, content_images, feed_thumbnail
-from bot.markdown import html_to_markdown, strip_tags
+from bot.markdown import MAX_OUTPUT_CHARS, html_to_markdown, strip_tags
 from bot.models import ParsedEntry, ParsedFeed
 
 # Stored summaries are capped: enough for any embed and for search, bounded for 5 MB entries.
-MAX_SUMMARY_CHARS = 20_000
+MAX_SUMMARY_CHARS = MAX_OUTPUT_CHARS  # html_to_markdown cuts its Markdown to this already
 _MAX_HTML_CHARS = 400_000
 
 # feedparser resolves relative URIs and sanitizes HTML itself; we do both in bot.markdown.
@@ -331,8 +331,6 @@ def summarise_html(html: str, base: str | None, *, image: bool = True) -> tuple[
     """An entry's stored summary (Markdown, capped) and the picture among its HTML's <img>
     elements (with ``image=False``: None, without looking)."""
     summary, _first_img = html_to_markdown(html, base)  # its first <img> may be a pixel: bot.images decides
-    if len(summary) > MAX_SUMMARY_CHARS:
-        summary = summary[:MAX_SUMMARY_CHARS]
     return summary, choose_image(content_images(html, base)) if image else None
 
 
